@@ -1,0 +1,2 @@
+-- Runs once when the container's database is first created.
+CREATE EXTENSION IF NOT EXISTS saml_jit;

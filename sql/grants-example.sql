@@ -1,0 +1,7 @@
+-- The grants an application role needs: EXECUTE on the login function, nothing else.
+-- (Run as the extension's owner; the role app_backend must exist.)
+GRANT EXECUTE ON FUNCTION saml_jit_login(text, text, inet) TO app_backend;
+
+-- Optional, for an auditors' role: read the audit trail and the users.
+-- GRANT USAGE ON SCHEMA saml_jit TO auditor;
+-- GRANT SELECT ON saml_jit.audit_log, saml_jit.users TO auditor;

@@ -1,0 +1,222 @@
+//! The SQL boundary: SQL types in, SQL types out, errors turned into ereport
+//! with SQLSTATE. No SAML logic here.
+
+use chrono::{DateTime, Utc};
+use pgrx::prelude::*;
+
+/// Microseconds between the Unix epoch and PostgreSQL's epoch (2000-01-01).
+const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
+
+/// A chrono instant as a `timestamptz`.
+pub fn timestamptz(t: DateTime<Utc>) -> TimestampWithTimeZone {
+    let micros = t.timestamp_micros() - PG_EPOCH_OFFSET_MICROS;
+    TimestampWithTimeZone::try_from(micros).unwrap_or_else(|_| {
+        if micros > 0 {
+            TimestampWithTimeZone::positive_infinity()
+        } else {
+            TimestampWithTimeZone::negative_infinity()
+        }
+    })
+}
+
+/// Raises an ERROR with a SQLSTATE, a message, and optionally DETAIL and HINT.
+pub fn raise(
+    code: PgSqlErrorCode,
+    message: String,
+    detail: Option<String>,
+    hint: Option<&str>,
+) -> ! {
+    let mut report = pgrx::pg_sys::panic::ErrorReport::new(code, message, "saml_jit");
+    if let Some(detail) = detail {
+        report = report.set_detail(detail);
+    }
+    if let Some(hint) = hint {
+        report = report.set_hint(hint);
+    }
+    report.report(PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
+}
+
+use pgrx::{Inet, JsonB, Uuid};
+use serde_json::json;
+
+use crate::gucs;
+use crate::provision::mapping::default_mapping;
+use crate::provision::store::{self, AuditEntry, Upsert};
+use crate::saml::response::{accept, receive, verify};
+use crate::saml::{reject, Reason, Reject};
+
+type LoginRow = (
+    Uuid,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Vec<String>,
+    JsonB,
+    String,
+    Option<TimestampWithTimeZone>,
+);
+
+/// Verifies a base64 SAMLResponse and provisions its user, in the caller's
+/// transaction. A rejection raises SQLSTATE 28000 with the reason code.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+#[allow(clippy::type_complexity)]
+fn saml_jit_login(
+    response: &str,
+    in_response_to: default!(Option<&str>, "NULL"),
+    client_addr: default!(Option<Inet>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(user_id, Uuid),
+        name!(idp_entity_id, String),
+        name!(subject, String),
+        name!(name_id, Option<String>),
+        name!(email, Option<String>),
+        name!(display_name, Option<String>),
+        name!(groups, Vec<String>),
+        name!(attributes, JsonB),
+        name!(action, String),
+        name!(session_not_on_or_after, Option<TimestampWithTimeZone>),
+    ),
+> {
+    match login(response, in_response_to, client_addr.map(|a| a.0)) {
+        Ok(row) => TableIterator::once(row),
+        Err(LoginError::Rejected(r)) => raise_rejection(&r),
+        Err(LoginError::Spi(e)) => raise(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("saml_jit: database error during login: {e}"),
+            None,
+            None,
+        ),
+        Err(LoginError::Setting(msg)) => raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            msg,
+            None,
+            None,
+        ),
+    }
+}
+
+enum LoginError {
+    Rejected(Reject),
+    Spi(pgrx::spi::SpiError),
+    Setting(String),
+}
+
+impl From<Reject> for LoginError {
+    fn from(r: Reject) -> Self {
+        LoginError::Rejected(r)
+    }
+}
+
+impl From<pgrx::spi::SpiError> for LoginError {
+    fn from(e: pgrx::spi::SpiError) -> Self {
+        LoginError::Spi(e)
+    }
+}
+
+fn raise_rejection(r: &Reject) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+        r.to_string(),
+        Some(r.detail.clone()),
+        None,
+    )
+}
+
+fn login(
+    response: &str,
+    in_response_to: Option<&str>,
+    client_addr: Option<String>,
+) -> Result<LoginRow, LoginError> {
+    let now = gucs::now().map_err(LoginError::Setting)?;
+    let incoming = receive(response, gucs::max_response_bytes())?;
+    let idp = store::find_idp(&incoming.claimed_issuer)?.ok_or_else(|| {
+        reject(
+            Reason::UnknownIssuer,
+            format!(
+                "no trusted IdP has entity ID {:?}; trust it with saml_jit_add_idp(entity_id, certificate)",
+                incoming.claimed_issuer
+            ),
+        )
+    })?;
+    if !idp.enabled {
+        return Err(reject(
+            Reason::IdpDisabled,
+            format!(
+                "the IdP {:?} is disabled (saml_jit.identity_provider.enabled = false)",
+                idp.policy.idp_entity_id
+            ),
+        )
+        .into());
+    }
+    let keys = store::load_keys(store::trusted_keys(idp.id, now)?);
+    let verified = verify(&incoming, &keys, idp.policy.allow_sha1)?;
+    let accepted = accept(&verified, &idp.policy, now, in_response_to)?;
+    if !store::consume_assertion(idp.id, &accepted.assertion_id, accepted.valid_until)? {
+        return Err(reject(
+            Reason::Replay,
+            format!(
+                "assertion {:?} from {:?} was already used; every assertion is accepted once",
+                accepted.assertion_id, idp.policy.idp_entity_id
+            ),
+        )
+        .into());
+    }
+    let user = default_mapping(&accepted.attributes);
+    let (user_id, created) = match store::upsert_user(&idp, &accepted, &user)? {
+        Upsert::Done { user_id, created } => (user_id, created),
+        Upsert::Disabled => {
+            return Err(reject(
+                Reason::UserDisabled,
+                format!("the user {:?} of this IdP is disabled", accepted.subject),
+            )
+            .into())
+        }
+        Upsert::NotProvisioned => {
+            return Err(reject(
+                Reason::ProvisioningDisabled,
+                format!(
+                    "the user {:?} does not exist and this IdP has jit_create = false",
+                    accepted.subject
+                ),
+            )
+            .into())
+        }
+    };
+    let action = if created { "created" } else { "updated" };
+    store::audit(AuditEntry {
+        event: if created { "created" } else { "login" },
+        reason: None,
+        idp_id: Some(idp.id),
+        user_id: Some(user_id),
+        subject: Some(&accepted.subject),
+        assertion_id: Some(&accepted.assertion_id),
+        client_addr,
+        detail: json!({
+            "action": action,
+            "certificate_id": verified.certificate_id(),
+            "response_signed": verified.response_signature.is_some(),
+            "assertion_signed": verified.assertion_signature.is_some(),
+            "session_index": accepted.session_index,
+        }),
+    })?;
+    Ok((
+        user_id,
+        idp.policy.idp_entity_id.clone(),
+        accepted.subject.clone(),
+        accepted.name_id.clone(),
+        user.email,
+        user.display_name,
+        user.groups,
+        JsonB(user.attributes),
+        action.to_string(),
+        accepted.session_not_on_or_after.map(timestamptz),
+    ))
+}
+
+extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);

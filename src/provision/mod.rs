@@ -1,0 +1,5 @@
+//! Provisioning: mapping (pure) and the SPI writes of a login (replay row,
+//! user upsert, audit row), all in the caller's transaction.
+
+pub mod mapping;
+pub mod store;
