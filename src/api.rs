@@ -41,7 +41,7 @@ use pgrx::{Inet, JsonB, Uuid};
 use serde_json::json;
 
 use crate::gucs;
-use crate::provision::mapping::default_mapping;
+use crate::provision::mapping::map_attributes;
 use crate::provision::store::{self, AuditEntry, Upsert};
 use crate::saml::response::{accept, receive, verify};
 use crate::saml::{reject, Reason, Reject};
@@ -167,7 +167,7 @@ fn login(
         )
         .into());
     }
-    let user = default_mapping(&accepted.attributes);
+    let user = map_attributes(&accepted.attributes, &store::mapping_rules(idp.id)?)?;
     let (user_id, created) = match store::upsert_user(&idp, &accepted, &user)? {
         Upsert::Done { user_id, created } => (user_id, created),
         Upsert::Disabled => {

@@ -52,3 +52,158 @@ pub fn conformance_dir() -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance");
     dir.join("cases.json").is_file().then_some(dir)
 }
+
+// ---------------------------------------------------------------------------
+// A trusted IdP, an SP, and responses minted by pysaml2 acting as that IdP.
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+pub const IDP: &str = "https://idp.test.example/";
+pub const SP: &str = "https://app.test.example/sp";
+pub const ACS: &str = "https://app.test.example/acs";
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+pub fn read_fixture(name: &str) -> String {
+    std::fs::read_to_string(fixture(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+}
+
+/// Registers SP and ACS and trusts IDP with the demo certificate.
+pub fn trust_demo_idp(client: &mut Client) {
+    client
+        .execute("SELECT saml_jit_add_sp($1, $2)", &[&SP, &ACS])
+        .unwrap();
+    client
+        .execute(
+            "SELECT saml_jit_add_idp($1, $2)",
+            &[&IDP, &read_fixture("demo-idp.crt")],
+        )
+        .unwrap();
+}
+
+/// The default minting spec: the demo IdP, an assertion signed with RSA-SHA256.
+pub fn spec(user: &str) -> Value {
+    json!({
+        "idp": IDP, "sp": SP, "acs": ACS, "user": user,
+        "key": fixture("demo-idp.key"), "cert": fixture("demo-idp.crt"),
+        "attributes": {"mail": [format!("{user}@example.com")], "givenName": ["Ada"], "sn": ["Lovelace"],
+                       "title": ["Analyst"]},
+        "sign_response": false, "sign_assertion": true,
+        "sign_alg": "rsa-sha256", "digest_alg": "sha256", "in_response_to": null
+    })
+}
+
+/// Mints one response per spec with pysaml2 (tests/idp/pysaml2_idp.py).
+pub fn mint(specs: &[Value]) -> Vec<String> {
+    use std::io::Write;
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let python = dir.join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup",
+        python.display()
+    );
+    let mut child = std::process::Command::new(python)
+        .arg(dir.join("idp/pysaml2_idp.py"))
+        .env("PYTHONWARNINGS", "ignore")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start pysaml2 IdP");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(serde_json::to_string(specs).unwrap().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "pysaml2 failed");
+    serde_json::from_slice(&out.stdout).expect("pysaml2 output")
+}
+
+pub fn mint_one(spec: Value) -> String {
+    mint(&[spec]).pop().unwrap()
+}
+
+pub fn to_xml(response: &str) -> String {
+    String::from_utf8(B64.decode(response).unwrap()).unwrap()
+}
+
+pub fn to_response(xml: &str) -> String {
+    B64.encode(xml)
+}
+
+/// What saml_jit_login returned.
+#[derive(Debug)]
+pub struct Login {
+    pub user_id: String,
+    pub subject: String,
+    pub name_id: Option<String>,
+    pub email: Option<String>,
+    pub groups: Vec<String>,
+    pub attributes: Value,
+    pub action: String,
+}
+
+/// A refused login: SQLSTATE, the reason code, the DETAIL.
+#[derive(Debug)]
+pub struct Refusal {
+    pub sqlstate: String,
+    pub reason: String,
+    pub detail: String,
+}
+
+pub fn login(
+    client: &mut Client,
+    response: &str,
+    in_response_to: Option<&str>,
+) -> Result<Login, Refusal> {
+    client
+        .query_one(
+            "SELECT user_id::text, subject, name_id, email, groups, attributes::text, action
+               FROM saml_jit_login($1, in_response_to => $2)",
+            &[&response, &in_response_to],
+        )
+        .map(|row| Login {
+            user_id: row.get(0),
+            subject: row.get(1),
+            name_id: row.get(2),
+            email: row.get(3),
+            groups: row.get(4),
+            attributes: serde_json::from_str(row.get::<_, &str>(5)).unwrap(),
+            action: row.get(6),
+        })
+        .map_err(|e| {
+            let db = e
+                .as_db_error()
+                .unwrap_or_else(|| panic!("not a database error: {e}"));
+            Refusal {
+                sqlstate: db.code().code().to_string(),
+                reason: db
+                    .message()
+                    .strip_prefix("SAML response rejected: ")
+                    .unwrap_or(db.message())
+                    .to_string(),
+                detail: db.detail().unwrap_or_default().to_string(),
+            }
+        })
+}
+
+/// Asserts a 28000 rejection with `reason`; returns the DETAIL.
+#[track_caller]
+pub fn assert_rejected(result: Result<Login, Refusal>, reason: &str) -> String {
+    match result {
+        Ok(l) => panic!("expected rejection {reason}, but the login succeeded: {l:?}"),
+        Err(r) => {
+            assert_eq!(
+                (r.sqlstate.as_str(), r.reason.as_str()),
+                ("28000", reason),
+                "detail: {}",
+                r.detail
+            );
+            assert!(!r.detail.is_empty(), "a rejection must carry a DETAIL");
+            r.detail
+        }
+    }
+}

@@ -6,6 +6,16 @@
 use serde_json::{Map, Value};
 
 use crate::saml::extract::Attribute;
+use crate::saml::{reject, Reason, Reject};
+
+/// A row of saml_jit.attribute_mapping.
+#[derive(Debug, Clone)]
+pub struct MappingRule {
+    pub attribute: String,
+    pub target: String,
+    pub required: bool,
+    pub default_value: Option<String>,
+}
 
 /// The user row values a login writes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -122,6 +132,74 @@ pub fn default_mapping(attributes: &[Attribute]) -> UserRecord {
     }
 }
 
+/// The built-in defaults, then the IdP's rules: a target named by a rule is
+/// filled from that rule's attribute only (the built-in names no longer apply
+/// to it); targets without a rule keep the defaults.
+pub fn map_attributes(
+    attributes: &[Attribute],
+    rules: &[MappingRule],
+) -> Result<UserRecord, Reject> {
+    let mut user = default_mapping(attributes);
+    let mut ruled_groups: Option<Vec<String>> = None;
+    let mut seen_targets: Vec<&str> = Vec::new();
+    for rule in rules {
+        let values: Vec<String> = attributes
+            .iter()
+            .filter(|a| matches(a, &rule.attribute))
+            .flat_map(|a| a.values.iter())
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect();
+        let values = if values.is_empty() {
+            if rule.required {
+                return Err(reject(
+                    Reason::RequiredAttributeMissing,
+                    format!(
+                        "the attribute {:?} (mapped to {}) is required by saml_jit.attribute_mapping, \
+                         but the assertion does not carry it or it is empty; ask the IdP to release it",
+                        rule.attribute, rule.target
+                    ),
+                ));
+            }
+            rule.default_value.iter().cloned().collect()
+        } else {
+            values
+        };
+        let first_rule_for_target = !seen_targets.contains(&rule.target.as_str());
+        seen_targets.push(&rule.target);
+        if rule.target == "groups" {
+            let groups = ruled_groups.get_or_insert_with(Vec::new);
+            for v in values {
+                if !groups.contains(&v) {
+                    groups.push(v);
+                }
+            }
+            continue;
+        }
+        let slot = match rule.target.as_str() {
+            "email" => &mut user.email,
+            "first_name" => &mut user.first_name,
+            "last_name" => &mut user.last_name,
+            "display_name" => &mut user.display_name,
+            "title" => &mut user.title,
+            "organization" => &mut user.organization,
+            "employee_number" => &mut user.employee_number,
+            // The table's CHECK constraint admits no other target.
+            _ => continue,
+        };
+        if first_rule_for_target {
+            *slot = None;
+        }
+        if slot.is_none() {
+            *slot = values.into_iter().next();
+        }
+    }
+    if let Some(groups) = ruled_groups {
+        user.groups = groups;
+    }
+    Ok(user)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,5 +240,44 @@ mod tests {
         assert_eq!(u.groups, vec!["admin", "staff", "engineering"]);
         assert_eq!(u.attributes["role"], serde_json::json!(["admin", "staff"]));
         assert_eq!(u.title, None);
+    }
+
+    fn rule(attribute: &str, target: &str, required: bool, default: Option<&str>) -> MappingRule {
+        MappingRule {
+            attribute: attribute.into(),
+            target: target.into(),
+            required,
+            default_value: default.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn rules_override_their_target_and_keep_the_rest() {
+        let attrs = vec![
+            attr("mail", None, &["ada@example.com"]),
+            attr("upn", None, &["ada@corp.example"]),
+            attr("dept", None, &["R&D", "Math"]),
+            attr("role", None, &["admin"]),
+        ];
+        let rules = vec![
+            rule("upn", "email", true, None),
+            rule("dept", "groups", false, None),
+            rule("costCenter", "organization", false, Some("none")),
+        ];
+        let u = map_attributes(&attrs, &rules).unwrap();
+        assert_eq!(u.email.as_deref(), Some("ada@corp.example"));
+        assert_eq!(
+            u.groups,
+            vec!["R&D", "Math"],
+            "a groups rule replaces the default groups"
+        );
+        assert_eq!(u.organization.as_deref(), Some("none"));
+        let missing = map_attributes(
+            &attrs,
+            &[rule("employeeNumber", "employee_number", true, None)],
+        );
+        let err = missing.unwrap_err();
+        assert_eq!(err.code(), "required_attribute_missing");
+        assert!(err.detail.contains("employeeNumber"));
     }
 }

@@ -7,7 +7,7 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 use pgrx::{JsonB, Uuid};
 
-use super::mapping::UserRecord;
+use super::mapping::{MappingRule, UserRecord};
 use crate::api::timestamptz;
 use crate::saml::validate::{Accepted, Policy};
 use crate::saml::verify::TrustedKey;
@@ -244,5 +244,27 @@ pub fn audit(entry: AuditEntry<'_>) -> SpiResult<()> {
             ],
         )?;
         Ok(())
+    })
+}
+
+const MAPPING_RULES: &str = "
+    SELECT attribute, target, required, default_value
+      FROM saml_jit.attribute_mapping
+     WHERE idp_id = $1 OR idp_id IS NULL
+     ORDER BY idp_id NULLS LAST, id";
+
+/// The IdP's mapping rules, its own first, then those for all IdPs.
+pub fn mapping_rules(idp_id: i64) -> SpiResult<Vec<MappingRule>> {
+    Spi::connect(|client| {
+        let mut rules = Vec::new();
+        for row in client.select(MAPPING_RULES, None, &[idp_id.into()])? {
+            rules.push(MappingRule {
+                attribute: row.get(1)?.unwrap_or_default(),
+                target: row.get(2)?.unwrap_or_default(),
+                required: row.get(3)?.unwrap_or(false),
+                default_value: row.get(4)?,
+            });
+        }
+        Ok(rules)
     })
 }
