@@ -42,6 +42,7 @@ use serde_json::json;
 
 use crate::gucs;
 use crate::provision::mapping::map_attributes;
+use crate::provision::rejections::{self, Rejection};
 use crate::provision::store::{self, AuditEntry, Upsert};
 use crate::saml::response::{accept, receive, verify};
 use crate::saml::{reject, Reason, Reject};
@@ -83,9 +84,22 @@ fn saml_jit_login(
         name!(session_not_on_or_after, Option<TimestampWithTimeZone>),
     ),
 > {
-    match login(response, in_response_to, client_addr.map(|a| a.0)) {
+    let client_addr = client_addr.map(|a| a.0);
+    let mut seen = Seen::default();
+    match login(response, in_response_to, client_addr.clone(), &mut seen) {
         Ok(row) => TableIterator::once(row),
-        Err(LoginError::Rejected(r)) => raise_rejection(&r),
+        Err(LoginError::Rejected(r)) => {
+            rejections::record(&Rejection {
+                reason: r.code(),
+                detail: &r.detail,
+                idp_id: seen.idp_id,
+                issuer: seen.issuer.as_deref(),
+                subject: seen.subject.as_deref(),
+                assertion_id: seen.assertion_id.as_deref(),
+                client_addr: client_addr.as_deref(),
+            });
+            raise_rejection(&r)
+        }
         Err(LoginError::Spi(e)) => raise(
             PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
             format!("saml_jit: database error during login: {e}"),
@@ -99,6 +113,15 @@ fn saml_jit_login(
             None,
         ),
     }
+}
+
+/// What a login had learned when it stopped: the audit row of a rejection.
+#[derive(Default)]
+struct Seen {
+    idp_id: Option<i64>,
+    issuer: Option<String>,
+    subject: Option<String>,
+    assertion_id: Option<String>,
 }
 
 enum LoginError {
@@ -132,9 +155,12 @@ fn login(
     response: &str,
     in_response_to: Option<&str>,
     client_addr: Option<String>,
+    seen: &mut Seen,
 ) -> Result<LoginRow, LoginError> {
     let now = gucs::now().map_err(LoginError::Setting)?;
     let incoming = receive(response, gucs::max_response_bytes())?;
+    seen.issuer = Some(incoming.claimed_issuer.clone());
+    seen.assertion_id = incoming.claimed_assertion_id.clone();
     let idp = store::find_idp(&incoming.claimed_issuer)?.ok_or_else(|| {
         reject(
             Reason::UnknownIssuer,
@@ -144,6 +170,7 @@ fn login(
             ),
         )
     })?;
+    seen.idp_id = Some(idp.id);
     if !idp.enabled {
         return Err(reject(
             Reason::IdpDisabled,
@@ -156,7 +183,9 @@ fn login(
     }
     let keys = store::load_keys(store::trusted_keys(idp.id, now)?);
     let verified = verify(&incoming, &keys, idp.policy.allow_sha1)?;
+    seen.subject = verified.assertion.name_id.as_ref().map(|n| n.value.clone());
     let accepted = accept(&verified, &idp.policy, now, in_response_to)?;
+    seen.subject = Some(accepted.subject.clone());
     if !store::consume_assertion(idp.id, &accepted.assertion_id, accepted.valid_until)? {
         return Err(reject(
             Reason::Replay,

@@ -9,6 +9,8 @@ use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 pub const DEFAULT_MAX_RESPONSE_BYTES: i32 = 1024 * 1024;
 
 static NOW_OVERRIDE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static AUDIT_DATABASE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"postgres"));
 static MAX_RESPONSE_BYTES: GucSetting<i32> = GucSetting::<i32>::new(DEFAULT_MAX_RESPONSE_BYTES);
 
 pub fn init() {
@@ -31,6 +33,23 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    GucRegistry::define_string_guc(
+        c"saml_jit.audit_database",
+        c"Database whose saml_jit.audit_log receives rejected logins.",
+        c"The audit writer (a background worker, started when saml_jit is in \
+          shared_preload_libraries) connects to this database when it starts. \
+          (Sighup, not Postmaster: the library must also load after startup.)",
+        &AUDIT_DATABASE,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+}
+
+pub fn audit_database() -> String {
+    AUDIT_DATABASE
+        .get()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "postgres".into())
 }
 
 /// The instant every time check uses: `saml_jit.now_override` when set, else the clock.

@@ -21,6 +21,7 @@ extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
+    provision::rejections::init();
 }
 
 #[cfg(test)]

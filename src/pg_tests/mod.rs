@@ -1,6 +1,7 @@
 //! `#[pg_test]`: SQL behaviour inside a real backend, each test in its own
 //! rolled-back transaction.
 
+mod login;
 mod trust;
 
 use pgrx::prelude::*;

@@ -2,4 +2,5 @@
 //! user upsert, audit row), all in the caller's transaction.
 
 pub mod mapping;
+pub mod rejections;
 pub mod store;

@@ -62,10 +62,11 @@ pub fn init() -> Result<(), Reject> {
     INIT.call_once(|| {
         // SAFETY: one-time global initialization, single-threaded backend.
         unsafe {
-            xmlSecErrorsSetCallback(Some(collect_error));
             INIT_OK = x::xmlSecInit() >= 0
                 && x::xmlSecOpenSSLAppInit(ptr::null()) >= 0
                 && x::xmlSecOpenSSLInit() >= 0;
+            // After the inits: xmlSecInit installs the default (stderr) callback.
+            xmlSecErrorsSetCallback(Some(collect_error));
         }
     });
     // SAFETY: written once inside call_once above, read-only afterwards.
