@@ -41,6 +41,7 @@ use pgrx::{Inet, JsonB, Uuid};
 use serde_json::json;
 
 use crate::gucs;
+use crate::provision::changes::{changed_columns, group_changes};
 use crate::provision::mapping::map_attributes;
 use crate::provision::rejections::{self, Rejection};
 use crate::provision::store::{self, AuditEntry, Upsert};
@@ -196,9 +197,15 @@ fn login(
         )
         .into());
     }
-    let user = map_attributes(&accepted.attributes, &store::mapping_rules(idp.id)?)?;
-    let (user_id, created) = match store::upsert_user(&idp, &accepted, &user)? {
-        Upsert::Done { user_id, created } => (user_id, created),
+    let mut user = map_attributes(&accepted.attributes, &store::mapping_rules(idp.id)?)?;
+    user.groups = store::map_groups(&idp, std::mem::take(&mut user.groups))?;
+    let (user_id, created, before, after) = match store::upsert_user(&idp, &accepted, &user)? {
+        Upsert::Done {
+            user_id,
+            created,
+            before,
+            after,
+        } => (user_id, created, before, after),
         Upsert::Disabled => {
             return Err(reject(
                 Reason::UserDisabled,
@@ -218,30 +225,63 @@ fn login(
         }
     };
     let action = if created { "created" } else { "updated" };
-    store::audit(AuditEntry {
-        event: if created { "created" } else { "login" },
+    let entry = |event, detail| AuditEntry {
+        event,
         reason: None,
         idp_id: Some(idp.id),
         user_id: Some(user_id),
         subject: Some(&accepted.subject),
         assertion_id: Some(&accepted.assertion_id),
-        client_addr,
-        detail: json!({
+        client_addr: client_addr.clone(),
+        detail,
+    };
+    store::audit(entry(
+        "login",
+        json!({
             "action": action,
             "certificate_id": verified.certificate_id(),
             "response_signed": verified.response_signature.is_some(),
             "assertion_signed": verified.assertion_signature.is_some(),
             "session_index": accepted.session_index,
         }),
-    })?;
+    ))?;
+    if created {
+        store::audit(entry(
+            "created",
+            json!({"user": after, "sources": sources_json(&user.sources)}),
+        ))?;
+    } else if let Some(before) = &before {
+        let changes = changed_columns(before, &after, &user.sources);
+        if changes.contains_key("status") {
+            store::audit(entry(
+                "reactivated",
+                json!({"from": before["status"], "to": after["status"]}),
+            ))?;
+        }
+        if !changes.is_empty() {
+            let (added, removed) = group_changes(&before["groups"], &after["groups"]);
+            store::audit(entry(
+                "updated",
+                json!({"changes": changes, "groups_added": added, "groups_removed": removed}),
+            ))?;
+        }
+    }
     Ok((
         user_id,
         idp.policy.idp_entity_id.clone(),
         accepted.subject.clone(),
         accepted.name_id.clone(),
-        user.email,
-        user.display_name,
-        user.groups,
+        // The stored values: with sync = 'on_create' they may differ from this assertion's.
+        after["email"].as_str().map(str::to_string),
+        after["display_name"].as_str().map(str::to_string),
+        after["groups"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|g| g.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
         JsonB(user.attributes),
         action.to_string(),
         accepted.session_not_on_or_after.map(timestamptz),
@@ -249,3 +289,11 @@ fn login(
 }
 
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
+
+fn sources_json(sources: &[(String, String)]) -> serde_json::Value {
+    sources
+        .iter()
+        .map(|(c, a)| (c.clone(), serde_json::Value::String(a.clone())))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}

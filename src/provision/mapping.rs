@@ -15,6 +15,39 @@ pub struct MappingRule {
     pub target: String,
     pub required: bool,
     pub default_value: Option<String>,
+    pub case_insensitive: bool,
+    /// "first", "join" or "reject" (single-valued targets).
+    pub multi_value: String,
+    pub separator: String,
+    /// "always" or "on_create".
+    pub sync: String,
+}
+
+impl MappingRule {
+    /// A rule with the table's defaults.
+    pub fn new(attribute: &str, target: &str) -> MappingRule {
+        MappingRule {
+            attribute: attribute.into(),
+            target: target.into(),
+            required: false,
+            default_value: None,
+            case_insensitive: false,
+            multi_value: "first".into(),
+            separator: ", ".into(),
+            sync: "always".into(),
+        }
+    }
+
+    fn matches(&self, a: &Attribute) -> bool {
+        let eq = |x: &str| {
+            if self.case_insensitive {
+                x.eq_ignore_ascii_case(&self.attribute)
+            } else {
+                x == self.attribute
+            }
+        };
+        eq(&a.name) || a.friendly_name.as_deref().is_some_and(eq)
+    }
 }
 
 /// The user row values a login writes.
@@ -28,9 +61,26 @@ pub struct UserRecord {
     pub organization: Option<String>,
     pub employee_number: Option<String>,
     pub groups: Vec<String>,
-    /// Every attribute as signed: {"Name": ["value", ...]}.
+    /// Every attribute as signed: {"Name": ["value", ...]}, plus the keys
+    /// that `attributes.<key>` rules fill.
     pub attributes: Value,
+    /// Which SAML attribute each mapped column came from (for the audit).
+    pub sources: Vec<(String, String)>,
+    /// Columns that are written at creation only (sync = 'on_create').
+    pub on_create_only: Vec<String>,
 }
+
+/// The users columns a mapping can fill, in the order of the upsert statement.
+pub const COLUMNS: [&str; 8] = [
+    "email",
+    "first_name",
+    "last_name",
+    "display_name",
+    "title",
+    "organization",
+    "employee_number",
+    "groups",
+];
 
 const EMAIL: &[&str] = &[
     "mail",
@@ -87,15 +137,18 @@ fn matches(attribute: &Attribute, name: &str) -> bool {
 
 /// The first non-empty value of the first attribute named in `names`
 /// (the list is in priority order).
-fn first_value(attributes: &[Attribute], names: &[&str]) -> Option<String> {
+fn first_value(attributes: &[Attribute], names: &[&str]) -> Option<(String, String)> {
     names.iter().find_map(|name| {
         attributes
             .iter()
             .filter(|a| matches(a, name))
-            .flat_map(|a| a.values.iter())
-            .map(|v| v.trim())
-            .find(|v| !v.is_empty())
-            .map(str::to_string)
+            .find_map(|a| {
+                a.values
+                    .iter()
+                    .map(|v| v.trim())
+                    .find(|v| !v.is_empty())
+                    .map(|v| (v.to_string(), a.name.clone()))
+            })
     })
 }
 
@@ -119,38 +172,83 @@ pub fn default_mapping(attributes: &[Attribute]) -> UserRecord {
             Value::Array(a.values.iter().cloned().map(Value::String).collect()),
         );
     }
-    UserRecord {
-        email: first_value(attributes, EMAIL),
-        first_name: first_value(attributes, FIRST_NAME),
-        last_name: first_value(attributes, LAST_NAME),
-        display_name: first_value(attributes, DISPLAY_NAME),
-        title: first_value(attributes, TITLE),
-        organization: first_value(attributes, ORGANIZATION),
-        employee_number: first_value(attributes, EMPLOYEE_NUMBER),
+    let mut sources = Vec::new();
+    let mut pick = |column: &str, names: &[&str]| {
+        first_value(attributes, names).map(|(value, source)| {
+            sources.push((column.to_string(), source));
+            value
+        })
+    };
+    let mut user = UserRecord {
+        email: pick("email", EMAIL),
+        first_name: pick("first_name", FIRST_NAME),
+        last_name: pick("last_name", LAST_NAME),
+        display_name: pick("display_name", DISPLAY_NAME),
+        title: pick("title", TITLE),
+        organization: pick("organization", ORGANIZATION),
+        employee_number: pick("employee_number", EMPLOYEE_NUMBER),
         groups,
         attributes: Value::Object(all),
+        sources: Vec::new(),
+        on_create_only: Vec::new(),
+    };
+    if let Some(a) = attributes
+        .iter()
+        .find(|a| GROUPS.iter().any(|g| matches(a, g)))
+    {
+        sources.push(("groups".into(), a.name.clone()));
+    }
+    user.sources = sources;
+    user
+}
+
+impl UserRecord {
+    fn slot(&mut self, column: &str) -> Option<&mut Option<String>> {
+        Some(match column {
+            "email" => &mut self.email,
+            "first_name" => &mut self.first_name,
+            "last_name" => &mut self.last_name,
+            "display_name" => &mut self.display_name,
+            "title" => &mut self.title,
+            "organization" => &mut self.organization,
+            "employee_number" => &mut self.employee_number,
+            _ => return None,
+        })
+    }
+
+    fn set_source(&mut self, column: &str, attribute: Option<&str>) {
+        self.sources.retain(|(c, _)| c != column);
+        if let Some(a) = attribute {
+            self.sources.push((column.to_string(), a.to_string()));
+        }
+    }
+
+    /// Whether a login may overwrite `column` of an existing user.
+    pub fn updates(&self, column: &str) -> bool {
+        !self.on_create_only.iter().any(|c| c == column)
     }
 }
 
 /// The built-in defaults, then the IdP's rules: a target named by a rule is
 /// filled from that rule's attribute only (the built-in names no longer apply
-/// to it); targets without a rule keep the defaults.
+/// to it); targets without a rule keep the defaults. Rules come ordered: the
+/// IdP's own before those for all IdPs, so the first rule of a target wins.
 pub fn map_attributes(
     attributes: &[Attribute],
     rules: &[MappingRule],
 ) -> Result<UserRecord, Reject> {
     let mut user = default_mapping(attributes);
-    let mut ruled_groups: Option<Vec<String>> = None;
-    let mut seen_targets: Vec<&str> = Vec::new();
+    let mut ruled: Vec<&str> = Vec::new();
     for rule in rules {
-        let values: Vec<String> = attributes
+        let source = attributes.iter().find(|a| rule.matches(a));
+        let mut values: Vec<String> = attributes
             .iter()
-            .filter(|a| matches(a, &rule.attribute))
+            .filter(|a| rule.matches(a))
             .flat_map(|a| a.values.iter())
             .map(|v| v.trim().to_string())
             .filter(|v| !v.is_empty())
             .collect();
-        let values = if values.is_empty() {
+        if values.is_empty() {
             if rule.required {
                 return Err(reject(
                     Reason::RequiredAttributeMissing,
@@ -161,41 +259,54 @@ pub fn map_attributes(
                     ),
                 ));
             }
-            rule.default_value.iter().cloned().collect()
-        } else {
-            values
-        };
-        let first_rule_for_target = !seen_targets.contains(&rule.target.as_str());
-        seen_targets.push(&rule.target);
+            values.extend(rule.default_value.iter().cloned());
+        }
+        let first_for_target = !ruled.contains(&rule.target.as_str());
+        if !first_for_target {
+            continue;
+        }
+        ruled.push(&rule.target);
+        if rule.sync == "on_create" {
+            user.on_create_only.push(rule.target.clone());
+        }
+        if let Some(key) = rule.target.strip_prefix("attributes.") {
+            if let Value::Object(map) = &mut user.attributes {
+                map.insert(
+                    key.to_string(),
+                    Value::Array(values.into_iter().map(Value::String).collect()),
+                );
+            }
+            continue;
+        }
+        user.set_source(&rule.target, source.map(|a| a.name.as_str()));
         if rule.target == "groups" {
-            let groups = ruled_groups.get_or_insert_with(Vec::new);
+            let mut groups: Vec<String> = Vec::new();
             for v in values {
                 if !groups.contains(&v) {
                     groups.push(v);
                 }
             }
+            user.groups = groups;
             continue;
         }
-        let slot = match rule.target.as_str() {
-            "email" => &mut user.email,
-            "first_name" => &mut user.first_name,
-            "last_name" => &mut user.last_name,
-            "display_name" => &mut user.display_name,
-            "title" => &mut user.title,
-            "organization" => &mut user.organization,
-            "employee_number" => &mut user.employee_number,
-            // The table's CHECK constraint admits no other target.
-            _ => continue,
+        let value = match (values.len(), rule.multi_value.as_str()) {
+            (0, _) => None,
+            (1, _) | (_, "first") => values.into_iter().next(),
+            (_, "join") => Some(values.join(&rule.separator)),
+            (n, _) => {
+                return Err(reject(
+                    Reason::RequiredAttributeMissing,
+                    format!(
+                        "the attribute {:?} (mapped to {}) must carry exactly one value but carries {n}; \
+                         the mapping says multi_value = 'reject' ('first' or 'join' would accept it)",
+                        rule.attribute, rule.target
+                    ),
+                ))
+            }
         };
-        if first_rule_for_target {
-            *slot = None;
+        if let Some(slot) = user.slot(&rule.target) {
+            *slot = value;
         }
-        if slot.is_none() {
-            *slot = values.into_iter().next();
-        }
-    }
-    if let Some(groups) = ruled_groups {
-        user.groups = groups;
     }
     Ok(user)
 }
@@ -244,10 +355,9 @@ mod tests {
 
     fn rule(attribute: &str, target: &str, required: bool, default: Option<&str>) -> MappingRule {
         MappingRule {
-            attribute: attribute.into(),
-            target: target.into(),
             required,
             default_value: default.map(Into::into),
+            ..MappingRule::new(attribute, target)
         }
     }
 
@@ -279,5 +389,46 @@ mod tests {
         let err = missing.unwrap_err();
         assert_eq!(err.code(), "required_attribute_missing");
         assert!(err.detail.contains("employeeNumber"));
+    }
+
+    #[test]
+    fn multi_value_case_and_sync_policies() {
+        let attrs = vec![
+            attr("Department", None, &["R&D", "Math"]),
+            attr("costCenter", None, &["42"]),
+        ];
+        let join = MappingRule {
+            multi_value: "join".into(),
+            separator: " / ".into(),
+            case_insensitive: true,
+            ..MappingRule::new("department", "organization")
+        };
+        let u = map_attributes(&attrs, std::slice::from_ref(&join)).unwrap();
+        assert_eq!(u.organization.as_deref(), Some("R&D / Math"));
+        assert!(u
+            .sources
+            .contains(&("organization".into(), "Department".into())));
+        let strict = MappingRule {
+            multi_value: "reject".into(),
+            ..join.clone()
+        };
+        let err = map_attributes(&attrs, &[strict]).unwrap_err();
+        assert!(err.detail.contains("exactly one value"), "{}", err.detail);
+        let exact_case = MappingRule {
+            case_insensitive: false,
+            ..join
+        };
+        assert_eq!(
+            map_attributes(&attrs, &[exact_case]).unwrap().organization,
+            None
+        );
+        let once = MappingRule {
+            sync: "on_create".into(),
+            ..MappingRule::new("costCenter", "attributes.cost_center")
+        };
+        let u = map_attributes(&attrs, &[once]).unwrap();
+        assert_eq!(u.attributes["cost_center"], serde_json::json!(["42"]));
+        assert!(!u.updates("attributes.cost_center"));
+        assert!(u.updates("email"));
     }
 }

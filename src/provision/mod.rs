@@ -1,6 +1,7 @@
 //! Provisioning: mapping (pure) and the SPI writes of a login (replay row,
 //! user upsert, audit row), all in the caller's transaction.
 
+pub mod changes;
 pub mod mapping;
 pub mod rejections;
 pub mod store;

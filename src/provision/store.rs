@@ -18,13 +18,15 @@ pub struct IdpConfig {
     pub enabled: bool,
     pub jit_create: bool,
     pub jit_update: bool,
+    pub keep_unmapped_groups: bool,
     pub policy: Policy,
 }
 
 const IDP_BY_ENTITY_ID: &str = "
     SELECT idp.id, idp.enabled, idp.allow_sha1, idp.require_audience, idp.allow_idp_initiated,
            (extract(epoch FROM idp.clock_skew) * 1000000)::bigint, idp.user_key,
-           idp.jit_create, idp.jit_update, sp.entity_id, sp.acs_url
+           idp.jit_create, idp.jit_update, sp.entity_id, sp.acs_url,
+           idp.unmapped_groups = 'keep'
       FROM saml_jit.identity_provider idp
       JOIN saml_jit.service_provider sp ON sp.id = idp.sp_id
      WHERE idp.entity_id = $1";
@@ -41,6 +43,7 @@ pub fn find_idp(entity_id: &str) -> SpiResult<Option<IdpConfig>> {
             enabled: row.get(2)?.unwrap_or(false),
             jit_create: row.get(8)?.unwrap_or(false),
             jit_update: row.get(9)?.unwrap_or(false),
+            keep_unmapped_groups: row.get(12)?.unwrap_or(true),
             policy: Policy {
                 idp_entity_id: entity_id.to_string(),
                 allow_sha1: row.get(3)?.unwrap_or(false),
@@ -121,46 +124,82 @@ pub fn consume_assertion(
 
 /// Outcome of the user upsert.
 pub enum Upsert {
-    Done { user_id: Uuid, created: bool },
+    Done {
+        user_id: Uuid,
+        created: bool,
+        /// The row before this login (None when created, or when a concurrent
+        /// session created it a moment earlier).
+        before: Option<serde_json::Value>,
+        after: serde_json::Value,
+    },
     Disabled,
     NotProvisioned,
 }
 
 // One statement: no read-then-write race between concurrent first logins.
+// `old` locks and reads the row as it was (for the audit of what changed); the
+// INSERT reads from it first so it is taken before the row changes (a FOR
+// UPDATE evaluated after the same statement updated the row would skip it).
 // A disabled user's row is left untouched (the WHERE makes it return nothing).
+// $14..$24 say, per column, whether an existing user's value is overwritten
+// (jit_update and the mapping's sync policy); $25 lists attributes keys that
+// are imported once (sync = 'on_create').
 const UPSERT_USER: &str = "
-    INSERT INTO saml_jit.users AS u
-           (idp_id, subject, name_id, name_id_format, email, first_name, last_name, display_name,
-            title, organization, employee_number, groups, attributes, last_login_at, login_count)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, now(), 1)
-    ON CONFLICT (idp_id, subject) DO UPDATE SET
-           name_id = CASE WHEN $14 THEN EXCLUDED.name_id ELSE u.name_id END,
-           name_id_format = CASE WHEN $14 THEN EXCLUDED.name_id_format ELSE u.name_id_format END,
-           email = CASE WHEN $14 THEN EXCLUDED.email ELSE u.email END,
-           first_name = CASE WHEN $14 THEN EXCLUDED.first_name ELSE u.first_name END,
-           last_name = CASE WHEN $14 THEN EXCLUDED.last_name ELSE u.last_name END,
-           display_name = CASE WHEN $14 THEN EXCLUDED.display_name ELSE u.display_name END,
-           title = CASE WHEN $14 THEN EXCLUDED.title ELSE u.title END,
-           organization = CASE WHEN $14 THEN EXCLUDED.organization ELSE u.organization END,
-           employee_number = CASE WHEN $14 THEN EXCLUDED.employee_number ELSE u.employee_number END,
-           groups = CASE WHEN $14 THEN EXCLUDED.groups ELSE u.groups END,
-           attributes = CASE WHEN $14 THEN EXCLUDED.attributes ELSE u.attributes END,
-           status = 'active',
-           updated_at = now(),
-           last_login_at = now(),
-           login_count = u.login_count + 1
-     WHERE u.status <> 'disabled'
-    RETURNING u.id, (u.xmax = 0)";
+    WITH old AS MATERIALIZED (
+        SELECT to_jsonb(o) AS row FROM saml_jit.users o
+         WHERE o.idp_id = $1 AND o.subject = $2 FOR UPDATE
+    ), up AS (
+        INSERT INTO saml_jit.users AS u
+               (idp_id, subject, name_id, name_id_format, email, first_name, last_name, display_name,
+                title, organization, employee_number, groups, attributes, last_login_at, login_count)
+        SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, now(), 1
+          FROM (SELECT count(*) FROM old) AS old_first
+        ON CONFLICT (idp_id, subject) DO UPDATE SET
+               name_id = CASE WHEN $14 THEN EXCLUDED.name_id ELSE u.name_id END,
+               name_id_format = CASE WHEN $14 THEN EXCLUDED.name_id_format ELSE u.name_id_format END,
+               email = CASE WHEN $15 THEN EXCLUDED.email ELSE u.email END,
+               first_name = CASE WHEN $16 THEN EXCLUDED.first_name ELSE u.first_name END,
+               last_name = CASE WHEN $17 THEN EXCLUDED.last_name ELSE u.last_name END,
+               display_name = CASE WHEN $18 THEN EXCLUDED.display_name ELSE u.display_name END,
+               title = CASE WHEN $19 THEN EXCLUDED.title ELSE u.title END,
+               organization = CASE WHEN $20 THEN EXCLUDED.organization ELSE u.organization END,
+               employee_number = CASE WHEN $21 THEN EXCLUDED.employee_number ELSE u.employee_number END,
+               groups = CASE WHEN $22 THEN EXCLUDED.groups ELSE u.groups END,
+               attributes = CASE WHEN $23 THEN EXCLUDED.attributes || (
+                                SELECT coalesce(jsonb_object_agg(k, u.attributes -> k), '{}')
+                                  FROM unnest($25::text[]) k WHERE u.attributes ? k)
+                            ELSE u.attributes END,
+               status = 'active',
+               updated_at = CASE WHEN $24 THEN now() ELSE u.updated_at END,
+               last_login_at = now(),
+               login_count = u.login_count + 1
+         WHERE u.status <> 'disabled'
+        RETURNING u.id, (u.xmax = 0) AS created, to_jsonb(u) AS row
+    )
+    SELECT up.id, up.created, (SELECT row FROM old), up.row FROM up";
 
 const UPDATE_EXISTING_ONLY: &str = "
-    UPDATE saml_jit.users u SET last_login_at = now(), login_count = u.login_count + 1,
-           status = 'active', updated_at = now()
-     WHERE u.idp_id = $1 AND u.subject = $2 AND u.status <> 'disabled'
-    RETURNING u.id, false";
+    WITH old AS MATERIALIZED (
+        SELECT to_jsonb(o) AS row FROM saml_jit.users o
+         WHERE o.idp_id = $1 AND o.subject = $2 FOR UPDATE
+    ), up AS (
+        UPDATE saml_jit.users u SET last_login_at = now(), login_count = u.login_count + 1,
+               status = 'active'
+          FROM (SELECT count(*) FROM old) AS old_first
+         WHERE u.idp_id = $1 AND u.subject = $2 AND u.status <> 'disabled'
+        RETURNING u.id, false AS created, to_jsonb(u) AS row
+    )
+    SELECT up.id, up.created, (SELECT row FROM old), up.row FROM up";
 
-const USER_EXISTS: &str = "SELECT status FROM saml_jit.users WHERE idp_id = $1 AND subject = $2";
+const USER_STATUS: &str = "SELECT status FROM saml_jit.users WHERE idp_id = $1 AND subject = $2";
 
 pub fn upsert_user(idp: &IdpConfig, accepted: &Accepted, user: &UserRecord) -> SpiResult<Upsert> {
+    let may = |column: &str| idp.jit_update && user.updates(column);
+    let keep_keys: Vec<String> = user
+        .on_create_only
+        .iter()
+        .filter_map(|t| t.strip_prefix("attributes.").map(str::to_string))
+        .collect();
     Spi::connect_mut(|client| {
         let table = if idp.jit_create {
             client.update(
@@ -181,6 +220,17 @@ pub fn upsert_user(idp: &IdpConfig, accepted: &Accepted, user: &UserRecord) -> S
                     user.groups.clone().into(),
                     JsonB(user.attributes.clone()).into(),
                     idp.jit_update.into(),
+                    may("email").into(),
+                    may("first_name").into(),
+                    may("last_name").into(),
+                    may("display_name").into(),
+                    may("title").into(),
+                    may("organization").into(),
+                    may("employee_number").into(),
+                    may("groups").into(),
+                    idp.jit_update.into(),
+                    idp.jit_update.into(),
+                    keep_keys.clone().into(),
                 ],
             )?
         } else {
@@ -194,11 +244,13 @@ pub fn upsert_user(idp: &IdpConfig, accepted: &Accepted, user: &UserRecord) -> S
             return Ok(Upsert::Done {
                 user_id: row.get(1)?.expect("users.id is NOT NULL"),
                 created: row.get(2)?.unwrap_or(false),
+                before: row.get::<JsonB>(3)?.map(|j| j.0),
+                after: row.get::<JsonB>(4)?.map(|j| j.0).unwrap_or_default(),
             });
         }
         let status: Option<String> = client
             .select(
-                USER_EXISTS,
+                USER_STATUS,
                 Some(1),
                 &[idp.id.into(), accepted.subject.as_str().into()],
             )?
@@ -210,6 +262,56 @@ pub fn upsert_user(idp: &IdpConfig, accepted: &Accepted, user: &UserRecord) -> S
             Some("disabled") => Upsert::Disabled,
             _ => Upsert::NotProvisioned,
         })
+    })
+}
+
+// Each value becomes the group of the first matching rule (the IdP's own rules
+// before those for all IdPs); unmatched values are kept or dropped per IdP.
+const MAP_GROUPS: &str = "
+    SELECT coalesce(
+             (SELECT CASE WHEN g.is_regex THEN regexp_replace(v.value, g.value, g.group_name)
+                          ELSE g.group_name END
+                FROM saml_jit.group_mapping g
+               WHERE (g.idp_id = $1 OR g.idp_id IS NULL)
+                 AND CASE WHEN g.is_regex THEN v.value ~ g.value ELSE v.value = g.value END
+               ORDER BY g.idp_id NULLS LAST, g.id
+               LIMIT 1),
+             CASE WHEN $3 THEN v.value END)
+      FROM unnest($2::text[]) WITH ORDINALITY AS v(value, ord)
+     ORDER BY v.ord";
+
+const HAS_GROUP_RULES: &str =
+    "SELECT EXISTS (SELECT 1 FROM saml_jit.group_mapping WHERE idp_id = $1 OR idp_id IS NULL)";
+
+/// The IdP's group values through saml_jit.group_mapping (unchanged when no
+/// rule exists and unmapped values are kept).
+pub fn map_groups(idp: &IdpConfig, values: Vec<String>) -> SpiResult<Vec<String>> {
+    Spi::connect(|client| {
+        let has_rules = client
+            .select(HAS_GROUP_RULES, Some(1), &[idp.id.into()])?
+            .first()
+            .get_one::<bool>()?;
+        if !has_rules.unwrap_or(false) && idp.keep_unmapped_groups {
+            return Ok(values);
+        }
+        let mut groups: Vec<String> = Vec::new();
+        for row in client.select(
+            MAP_GROUPS,
+            None,
+            &[
+                idp.id.into(),
+                values.into(),
+                idp.keep_unmapped_groups.into(),
+            ],
+        )? {
+            if let Some(g) = row.get::<String>(1)? {
+                let g = g.trim().to_string();
+                if !g.is_empty() && !groups.contains(&g) {
+                    groups.push(g);
+                }
+            }
+        }
+        Ok(groups)
     })
 }
 
@@ -248,7 +350,7 @@ pub fn audit(entry: AuditEntry<'_>) -> SpiResult<()> {
 }
 
 const MAPPING_RULES: &str = "
-    SELECT attribute, target, required, default_value
+    SELECT attribute, target, required, default_value, case_insensitive, multi_value, separator, sync
       FROM saml_jit.attribute_mapping
      WHERE idp_id = $1 OR idp_id IS NULL
      ORDER BY idp_id NULLS LAST, id";
@@ -263,6 +365,10 @@ pub fn mapping_rules(idp_id: i64) -> SpiResult<Vec<MappingRule>> {
                 target: row.get(2)?.unwrap_or_default(),
                 required: row.get(3)?.unwrap_or(false),
                 default_value: row.get(4)?,
+                case_insensitive: row.get(5)?.unwrap_or(false),
+                multi_value: row.get(6)?.unwrap_or_else(|| "first".into()),
+                separator: row.get(7)?.unwrap_or_default(),
+                sync: row.get(8)?.unwrap_or_else(|| "always".into()),
             });
         }
         Ok(rules)
