@@ -42,9 +42,17 @@ CREATE TABLE saml_jit.identity_provider (
                                 CONSTRAINT identity_provider_unmapped_groups_known
                                 CHECK (unmapped_groups IN ('keep', 'drop')),
     reject_expired_certificates boolean NOT NULL DEFAULT false,
+    -- Account expiry: an IdP-sent attribute (xs:dateTime, or a number of days
+    -- from now), else account_ttl after the last login.
     expiry_attribute            text,
     account_ttl                 interval
                                 CONSTRAINT identity_provider_account_ttl_positive CHECK (account_ttl > interval '0'),
+    -- When expiry_attribute is configured but absent or unparsable:
+    -- account_ttl (fall back to it; no expiry without one), keep (leave
+    -- expires_at as it was), or reject (refuse the login).
+    expiry_fallback             text NOT NULL DEFAULT 'account_ttl'
+                                CONSTRAINT identity_provider_expiry_fallback_known
+                                CHECK (expiry_fallback IN ('account_ttl', 'keep', 'reject')),
     created_at                  timestamptz NOT NULL DEFAULT now(),
     updated_at                  timestamptz NOT NULL DEFAULT now()
 );

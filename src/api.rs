@@ -42,6 +42,7 @@ use serde_json::json;
 
 use crate::gucs;
 use crate::provision::changes::{changed_columns, group_changes};
+use crate::provision::expiry::expiry;
 use crate::provision::mapping::map_attributes;
 use crate::provision::rejections::{self, Rejection};
 use crate::provision::store::{self, AuditEntry, Upsert};
@@ -199,31 +200,33 @@ fn login(
     }
     let mut user = map_attributes(&accepted.attributes, &store::mapping_rules(idp.id)?)?;
     user.groups = store::map_groups(&idp, std::mem::take(&mut user.groups))?;
-    let (user_id, created, before, after) = match store::upsert_user(&idp, &accepted, &user)? {
-        Upsert::Done {
-            user_id,
-            created,
-            before,
-            after,
-        } => (user_id, created, before, after),
-        Upsert::Disabled => {
-            return Err(reject(
-                Reason::UserDisabled,
-                format!("the user {:?} of this IdP is disabled", accepted.subject),
-            )
-            .into())
-        }
-        Upsert::NotProvisioned => {
-            return Err(reject(
-                Reason::ProvisioningDisabled,
-                format!(
-                    "the user {:?} does not exist and this IdP has jit_create = false",
-                    accepted.subject
-                ),
-            )
-            .into())
-        }
-    };
+    let expiry = expiry(&idp.expiry, &accepted.attributes, now)?;
+    let (user_id, created, before, after) =
+        match store::upsert_user(&idp, &accepted, &user, &expiry)? {
+            Upsert::Done {
+                user_id,
+                created,
+                before,
+                after,
+            } => (user_id, created, before, after),
+            Upsert::Disabled => {
+                return Err(reject(
+                    Reason::UserDisabled,
+                    format!("the user {:?} of this IdP is disabled", accepted.subject),
+                )
+                .into())
+            }
+            Upsert::NotProvisioned => {
+                return Err(reject(
+                    Reason::ProvisioningDisabled,
+                    format!(
+                        "the user {:?} does not exist and this IdP has jit_create = false",
+                        accepted.subject
+                    ),
+                )
+                .into())
+            }
+        };
     let action = if created { "created" } else { "updated" };
     let entry = |event, detail| AuditEntry {
         event,

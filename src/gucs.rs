@@ -11,6 +11,7 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: i32 = 1024 * 1024;
 static NOW_OVERRIDE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static AUDIT_DATABASE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"postgres"));
+static AUDIT_RETENTION: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static MAX_RESPONSE_BYTES: GucSetting<i32> = GucSetting::<i32>::new(DEFAULT_MAX_RESPONSE_BYTES);
 
 pub fn init() {
@@ -30,6 +31,14 @@ pub fn init() {
         &MAX_RESPONSE_BYTES,
         1024,
         i32::MAX,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"saml_jit.audit_retention",
+        c"How long saml_jit_purge (run by saml_jit_deprovision_expired) keeps audit rows.",
+        c"An interval such as '400 days'; empty keeps the audit log forever.",
+        &AUDIT_RETENTION,
         GucContext::Suset,
         GucFlags::default(),
     );

@@ -2,6 +2,7 @@
 //! user upsert, audit row), all in the caller's transaction.
 
 pub mod changes;
+pub mod expiry;
 pub mod mapping;
 pub mod rejections;
 pub mod store;

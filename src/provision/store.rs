@@ -7,6 +7,7 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 use pgrx::{JsonB, Uuid};
 
+use super::expiry::{Expiry, ExpiryPolicy};
 use super::mapping::{MappingRule, UserRecord};
 use crate::api::timestamptz;
 use crate::saml::validate::{Accepted, Policy};
@@ -19,6 +20,7 @@ pub struct IdpConfig {
     pub jit_create: bool,
     pub jit_update: bool,
     pub keep_unmapped_groups: bool,
+    pub expiry: ExpiryPolicy,
     pub policy: Policy,
 }
 
@@ -26,7 +28,8 @@ const IDP_BY_ENTITY_ID: &str = "
     SELECT idp.id, idp.enabled, idp.allow_sha1, idp.require_audience, idp.allow_idp_initiated,
            (extract(epoch FROM idp.clock_skew) * 1000000)::bigint, idp.user_key,
            idp.jit_create, idp.jit_update, sp.entity_id, sp.acs_url,
-           idp.unmapped_groups = 'keep'
+           idp.unmapped_groups = 'keep', idp.expiry_attribute,
+           (extract(epoch FROM idp.account_ttl) * 1000000)::bigint, idp.expiry_fallback
       FROM saml_jit.identity_provider idp
       JOIN saml_jit.service_provider sp ON sp.id = idp.sp_id
      WHERE idp.entity_id = $1";
@@ -44,6 +47,11 @@ pub fn find_idp(entity_id: &str) -> SpiResult<Option<IdpConfig>> {
             jit_create: row.get(8)?.unwrap_or(false),
             jit_update: row.get(9)?.unwrap_or(false),
             keep_unmapped_groups: row.get(12)?.unwrap_or(true),
+            expiry: ExpiryPolicy {
+                attribute: row.get(13)?,
+                account_ttl: row.get::<i64>(14)?.map(Duration::microseconds),
+                fallback: row.get(15)?.unwrap_or_else(|| "account_ttl".into()),
+            },
             policy: Policy {
                 idp_entity_id: entity_id.to_string(),
                 allow_sha1: row.get(3)?.unwrap_or(false),
@@ -151,8 +159,9 @@ const UPSERT_USER: &str = "
     ), up AS (
         INSERT INTO saml_jit.users AS u
                (idp_id, subject, name_id, name_id_format, email, first_name, last_name, display_name,
-                title, organization, employee_number, groups, attributes, last_login_at, login_count)
-        SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, now(), 1
+                title, organization, employee_number, groups, attributes, last_login_at, login_count,
+                expires_at)
+        SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, now(), 1, $26
           FROM (SELECT count(*) FROM old) AS old_first
         ON CONFLICT (idp_id, subject) DO UPDATE SET
                name_id = CASE WHEN $14 THEN EXCLUDED.name_id ELSE u.name_id END,
@@ -170,6 +179,7 @@ const UPSERT_USER: &str = "
                                   FROM unnest($25::text[]) k WHERE u.attributes ? k)
                             ELSE u.attributes END,
                status = 'active',
+               expires_at = CASE WHEN $27 THEN u.expires_at ELSE $26 END,
                updated_at = CASE WHEN $24 THEN now() ELSE u.updated_at END,
                last_login_at = now(),
                login_count = u.login_count + 1
@@ -184,7 +194,7 @@ const UPDATE_EXISTING_ONLY: &str = "
          WHERE o.idp_id = $1 AND o.subject = $2 FOR UPDATE
     ), up AS (
         UPDATE saml_jit.users u SET last_login_at = now(), login_count = u.login_count + 1,
-               status = 'active'
+               status = 'active', expires_at = CASE WHEN $4 THEN u.expires_at ELSE $3 END
           FROM (SELECT count(*) FROM old) AS old_first
          WHERE u.idp_id = $1 AND u.subject = $2 AND u.status <> 'disabled'
         RETURNING u.id, false AS created, to_jsonb(u) AS row
@@ -193,7 +203,16 @@ const UPDATE_EXISTING_ONLY: &str = "
 
 const USER_STATUS: &str = "SELECT status FROM saml_jit.users WHERE idp_id = $1 AND subject = $2";
 
-pub fn upsert_user(idp: &IdpConfig, accepted: &Accepted, user: &UserRecord) -> SpiResult<Upsert> {
+pub fn upsert_user(
+    idp: &IdpConfig,
+    accepted: &Accepted,
+    user: &UserRecord,
+    expiry: &Expiry,
+) -> SpiResult<Upsert> {
+    let (expires_at, keep_expiry) = match expiry {
+        Expiry::At(at) => (at.map(timestamptz), false),
+        Expiry::Keep => (None, true),
+    };
     let may = |column: &str| idp.jit_update && user.updates(column);
     let keep_keys: Vec<String> = user
         .on_create_only
@@ -231,13 +250,20 @@ pub fn upsert_user(idp: &IdpConfig, accepted: &Accepted, user: &UserRecord) -> S
                     idp.jit_update.into(),
                     idp.jit_update.into(),
                     keep_keys.clone().into(),
+                    expires_at.into(),
+                    keep_expiry.into(),
                 ],
             )?
         } else {
             client.update(
                 UPDATE_EXISTING_ONLY,
                 None,
-                &[idp.id.into(), accepted.subject.as_str().into()],
+                &[
+                    idp.id.into(),
+                    accepted.subject.as_str().into(),
+                    expires_at.into(),
+                    keep_expiry.into(),
+                ],
             )?
         };
         if let Some(row) = table.into_iter().next() {

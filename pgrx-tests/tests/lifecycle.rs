@@ -1,0 +1,256 @@
+//! Lifecycle: expiry set at login, saml_jit_deprovision_expired (also run by a
+//! real pg_cron job), reactivation, list-based disabling, retention.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use saml_jit_integration::*;
+
+fn one<T: for<'a> postgres::types::FromSql<'a>>(c: &mut Client, sql: &str) -> T {
+    c.query_one(sql, &[])
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
+}
+
+fn with_expiry(user: &str, value: &str) -> serde_json::Value {
+    let mut s = spec(user);
+    s["attributes"]["accountExpires"] = json!([value]);
+    s
+}
+
+#[test]
+fn expiry_from_attribute_or_ttl_then_deprovision_and_reactivate() {
+    let mut c = fresh_database("it_life_expiry");
+    trust_demo_idp(&mut c);
+    c.batch_execute(
+        "UPDATE saml_jit.identity_provider SET expiry_attribute = 'accountExpires', account_ttl = '30 days'",
+    )
+    .unwrap();
+    let logins = mint(&[
+        with_expiry("dated", "2020-01-01T00:00:00Z"),
+        with_expiry("days", "7"),
+        with_expiry("garbled", "next tuesday"),
+        spec("absent"),
+    ]);
+    for r in &logins {
+        login(&mut c, r, None).unwrap();
+    }
+    let expiry = |c: &mut Client, who: &str| -> String {
+        one(c, &format!("SELECT coalesce(to_char(expires_at - now(), 'DD'), to_char(expires_at, 'YYYY-MM-DD')) FROM saml_jit.users WHERE subject = '{who}'"))
+    };
+    assert_eq!(
+        one::<String>(
+            &mut c,
+            "SELECT expires_at::date::text FROM saml_jit.users WHERE subject = 'dated'"
+        ),
+        "2020-01-01"
+    );
+    assert_eq!(expiry(&mut c, "days"), "06", "seven days from the login");
+    assert_eq!(
+        expiry(&mut c, "garbled"),
+        "29",
+        "unparsable: the account_ttl fallback"
+    );
+    assert_eq!(expiry(&mut c, "absent"), "29");
+
+    // Only the user whose expiry has passed is deprovisioned, once.
+    assert_eq!(
+        one::<i32>(&mut c, "SELECT saml_jit_deprovision_expired()"),
+        1
+    );
+    assert_eq!(
+        one::<i32>(&mut c, "SELECT saml_jit_deprovision_expired()"),
+        0,
+        "idempotent"
+    );
+    assert_eq!(
+        one::<String>(
+            &mut c,
+            "SELECT status FROM saml_jit.users WHERE subject = 'dated'"
+        ),
+        "expired"
+    );
+    assert_eq!(
+        one::<i64>(
+            &mut c,
+            "SELECT count(*) FROM saml_jit.audit_log WHERE event = 'deprovisioned'"
+        ),
+        1
+    );
+
+    // A valid login reactivates the expired user with a new expiry, audited.
+    let again = mint_one(with_expiry("dated", "2099-01-01T00:00:00Z"));
+    login(&mut c, &again, None).unwrap();
+    assert_eq!(
+        one::<String>(
+            &mut c,
+            "SELECT status || ' ' || expires_at::date FROM saml_jit.users WHERE subject = 'dated'"
+        ),
+        "active 2099-01-01"
+    );
+    let detail: String = one(
+        &mut c,
+        "SELECT detail::text FROM saml_jit.audit_log WHERE event = 'reactivated'",
+    );
+    assert!(detail.contains("\"from\": \"expired\""), "{detail}");
+
+    // The strict fallback refuses a login without a usable expiry.
+    c.batch_execute("UPDATE saml_jit.identity_provider SET expiry_fallback = 'reject'")
+        .unwrap();
+    let detail = assert_rejected(
+        login(&mut c, &mint_one(spec("nodate")), None),
+        "required_attribute_missing",
+    );
+    assert!(detail.contains("accountExpires"), "{detail}");
+}
+
+#[test]
+fn list_based_disabling_reports_unknown_subjects_and_sticks() {
+    let mut c = fresh_database("it_life_disable");
+    trust_demo_idp(&mut c);
+    for r in mint(&[spec("leaver"), spec("stayer")]) {
+        login(&mut c, &r, None).unwrap();
+    }
+    let rows = c
+        .query(
+            "SELECT subject, outcome FROM saml_jit_disable_users($1, ARRAY['leaver', 'ghost', 'leaver'])",
+            &[&IDP],
+        )
+        .unwrap();
+    let outcomes: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("ghost".to_string(), "unknown".to_string()),
+            ("leaver".to_string(), "disabled".to_string())
+        ]
+    );
+    let again: String = one(
+        &mut c,
+        &format!("SELECT outcome FROM saml_jit_disable_users('{IDP}', ARRAY['leaver'])"),
+    );
+    assert_eq!(again, "already_disabled");
+    // Refused at login, never re-enabled or recreated by JIT.
+    assert_rejected(
+        login(&mut c, &mint_one(spec("leaver")), None),
+        "user_disabled",
+    );
+    assert_eq!(
+        one::<String>(
+            &mut c,
+            "SELECT status FROM saml_jit.users WHERE subject = 'leaver'"
+        ),
+        "disabled"
+    );
+    assert_eq!(
+        one::<i64>(
+            &mut c,
+            "SELECT count(*) FROM saml_jit.users WHERE subject = 'leaver'"
+        ),
+        1
+    );
+    // Deprovisioning leaves disabled users alone.
+    c.batch_execute("UPDATE saml_jit.users SET expires_at = now() - interval '1 day'")
+        .unwrap();
+    assert_eq!(
+        one::<i32>(&mut c, "SELECT saml_jit_deprovision_expired()"),
+        1,
+        "only the active one"
+    );
+    let enabled: Vec<(String, String)> = c
+        .query(&format!("SELECT subject, outcome FROM saml_jit_enable_users('{IDP}', ARRAY['leaver', 'stayer', 'nobody'])"), &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        enabled,
+        [
+            ("leaver".to_string(), "enabled".to_string()),
+            ("nobody".to_string(), "unknown".to_string()),
+            ("stayer".to_string(), "not_disabled".to_string())
+        ]
+    );
+    assert_eq!(
+        one::<String>(
+            &mut c,
+            "SELECT status FROM saml_jit.users WHERE subject = 'leaver'"
+        ),
+        "expired",
+        "its expiry had passed"
+    );
+    let err = c
+        .batch_execute("SELECT * FROM saml_jit_disable_users('https://nobody/', ARRAY['x'])")
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "42704");
+}
+
+#[test]
+fn purge_removes_dead_replay_rows_and_old_audit_rows() {
+    let mut c = fresh_database("it_life_purge");
+    trust_demo_idp(&mut c);
+    login(&mut c, &mint_one(spec("p")), None).unwrap();
+    assert_eq!(
+        one::<i64>(&mut c, "SELECT count(*) FROM saml_jit.consumed_assertion"),
+        1
+    );
+    c.batch_execute("UPDATE saml_jit.audit_log SET occurred_at = now() - interval '2 years'")
+        .unwrap();
+    // Nothing is purged while the assertion could still be replayed, and the
+    // audit log is kept forever by default.
+    assert_eq!(
+        one::<String>(&mut c, "SELECT (saml_jit_purge())::text"),
+        "(0,0)"
+    );
+    c.batch_execute("SET saml_jit.now_override = '2100-01-01T00:00:00Z'; SET saml_jit.audit_retention = '400 days'").unwrap();
+    let purged: String = one(&mut c, "SELECT (saml_jit_purge())::text");
+    assert_eq!(
+        purged, "(1,2)",
+        "the replay row and the two audit rows of the login"
+    );
+}
+
+#[test]
+fn a_real_pg_cron_job_expires_the_user() {
+    // The cluster of scripts/test preloads pg_cron with cron.database_name = 'postgres'.
+    let mut c = fresh_database("it_life_cron");
+    trust_demo_idp(&mut c);
+    login(&mut c, &mint_one(spec("temp")), None).unwrap();
+    c.batch_execute("UPDATE saml_jit.users SET expires_at = now() - interval '1 second'")
+        .unwrap();
+    let mut admin = Client::connect(&dsn(), NoTls).unwrap();
+    admin
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
+        .unwrap();
+    admin
+        .batch_execute(
+            "SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = 'saml_jit_it_deprovision';
+             SELECT cron.schedule_in_database('saml_jit_it_deprovision', '* * * * *',
+                                              'SELECT saml_jit_deprovision_expired()', 'it_life_cron')",
+        )
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(150);
+    let mut status = String::new();
+    while Instant::now() < deadline {
+        status = one(
+            &mut c,
+            "SELECT status FROM saml_jit.users WHERE subject = 'temp'",
+        );
+        if status == "expired" {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    admin
+        .batch_execute(
+            "SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = 'saml_jit_it_deprovision'",
+        )
+        .unwrap();
+    assert_eq!(
+        status, "expired",
+        "the pg_cron job did not run saml_jit_deprovision_expired in time"
+    );
+    let by_cron: i64 = one(&mut c, "SELECT count(*) FROM saml_jit.audit_log WHERE event = 'deprovisioned' AND subject = 'temp'");
+    assert_eq!(by_cron, 1);
+}

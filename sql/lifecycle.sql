@@ -1,0 +1,149 @@
+-- Lifecycle: expiry-based and list-based deprovisioning, and retention.
+-- Writers are SECURITY DEFINER with a pinned search_path, not executable by PUBLIC.
+
+-- The instant lifecycle checks use: saml_jit.now_override when set (tests),
+-- else the transaction time.
+CREATE FUNCTION saml_jit.effective_now() RETURNS timestamptz
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(nullif(current_setting('saml_jit.now_override', true), '')::timestamptz, now())
+$$;
+
+-- Deletes what can no longer matter: replay rows of assertions that can no
+-- longer be valid, and audit rows older than saml_jit.audit_retention (an
+-- interval; empty = keep forever).
+CREATE FUNCTION @extschema@.saml_jit_purge(OUT replay_rows bigint, OUT audit_rows bigint)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t timestamptz := saml_jit.effective_now();
+    retention interval := nullif(current_setting('saml_jit.audit_retention', true), '')::interval;
+BEGIN
+    DELETE FROM saml_jit.consumed_assertion WHERE valid_until < t;
+    GET DIAGNOSTICS replay_rows = ROW_COUNT;
+    audit_rows := 0;
+    IF retention IS NOT NULL THEN
+        DELETE FROM saml_jit.audit_log WHERE occurred_at < t - retention;
+        GET DIAGNOSTICS audit_rows = ROW_COUNT;
+    END IF;
+END
+$$;
+
+-- The scheduled function: expires every active user whose expires_at has
+-- passed (one audit row each), then purges. Works in batches over the partial
+-- index users_active_expiry_idx; rows that a login holds at that moment are
+-- skipped (SKIP LOCKED) rather than waited for: that login sets a new expiry.
+CREATE FUNCTION @extschema@.saml_jit_deprovision_expired(batch_size integer DEFAULT 1000) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t timestamptz := saml_jit.effective_now();
+    total integer := 0;
+    n integer;
+BEGIN
+    IF batch_size IS NULL OR batch_size < 1 THEN
+        RAISE EXCEPTION 'batch_size must be a positive number, not %', batch_size
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    LOOP
+        WITH due AS (
+            SELECT id FROM saml_jit.users
+             WHERE status = 'active' AND expires_at IS NOT NULL AND expires_at <= t
+             ORDER BY expires_at
+             LIMIT batch_size
+               FOR UPDATE SKIP LOCKED
+        ), expired AS (
+            UPDATE saml_jit.users u SET status = 'expired', updated_at = now()
+              FROM due WHERE u.id = due.id
+            RETURNING u.id, u.idp_id, u.subject, u.expires_at
+        )
+        INSERT INTO saml_jit.audit_log (event, reason, idp_id, user_id, subject, detail)
+        SELECT 'deprovisioned', 'expired', idp_id, id, subject,
+               jsonb_build_object('expires_at', expires_at, 'status', 'expired')
+          FROM expired;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        total := total + n;
+        EXIT WHEN n < batch_size;
+    END LOOP;
+    PERFORM @extschema@.saml_jit_purge();
+    RETURN total;
+END
+$$;
+
+-- List-based deprovisioning: the IdP (or HR) sends the subjects to disable.
+-- Disabled users are refused at login and JIT never recreates or re-enables
+-- them. Every subject is reported back: disabled, already_disabled or unknown.
+CREATE FUNCTION @extschema@.saml_jit_disable_users(idp_entity_id text, subjects text[])
+RETURNS TABLE (subject text, outcome text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    idp bigint;
+    s text;
+    uid uuid;
+    old_status text;
+BEGIN
+    SELECT i.id INTO idp FROM saml_jit.identity_provider i WHERE i.entity_id = idp_entity_id;
+    IF idp IS NULL THEN
+        RAISE EXCEPTION 'unknown identity provider %', quote_literal(idp_entity_id)
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    FOREACH s IN ARRAY (SELECT coalesce(array_agg(DISTINCT x ORDER BY x), '{}') FROM unnest(subjects) x WHERE x IS NOT NULL) LOOP
+        SELECT u.id, u.status INTO uid, old_status FROM saml_jit.users u
+         WHERE u.idp_id = idp AND u.subject = s FOR UPDATE;
+        IF uid IS NULL THEN
+            subject := s; outcome := 'unknown'; RETURN NEXT;
+        ELSIF old_status = 'disabled' THEN
+            subject := s; outcome := 'already_disabled'; RETURN NEXT;
+        ELSE
+            UPDATE saml_jit.users u SET status = 'disabled', updated_at = now() WHERE u.id = uid;
+            INSERT INTO saml_jit.audit_log (event, idp_id, user_id, subject, detail)
+            VALUES ('disabled', idp, uid, s, jsonb_build_object('from', old_status, 'via', 'saml_jit_disable_users'));
+            subject := s; outcome := 'disabled'; RETURN NEXT;
+        END IF;
+        uid := NULL;
+    END LOOP;
+END
+$$;
+
+-- The reverse: a re-enabled user is active again (or expired, if its expiry
+-- has passed in the meantime). Reports enabled, not_disabled or unknown.
+CREATE FUNCTION @extschema@.saml_jit_enable_users(idp_entity_id text, subjects text[])
+RETURNS TABLE (subject text, outcome text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    idp bigint;
+    s text;
+    uid uuid;
+    old_status text;
+    new_status text;
+BEGIN
+    SELECT i.id INTO idp FROM saml_jit.identity_provider i WHERE i.entity_id = idp_entity_id;
+    IF idp IS NULL THEN
+        RAISE EXCEPTION 'unknown identity provider %', quote_literal(idp_entity_id)
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    FOREACH s IN ARRAY (SELECT coalesce(array_agg(DISTINCT x ORDER BY x), '{}') FROM unnest(subjects) x WHERE x IS NOT NULL) LOOP
+        SELECT u.id, u.status INTO uid, old_status FROM saml_jit.users u
+         WHERE u.idp_id = idp AND u.subject = s FOR UPDATE;
+        IF uid IS NULL THEN
+            subject := s; outcome := 'unknown'; RETURN NEXT;
+        ELSIF old_status <> 'disabled' THEN
+            subject := s; outcome := 'not_disabled'; RETURN NEXT;
+        ELSE
+            UPDATE saml_jit.users u
+               SET status = CASE WHEN u.expires_at <= saml_jit.effective_now() THEN 'expired' ELSE 'active' END,
+                   updated_at = now()
+             WHERE u.id = uid
+            RETURNING u.status INTO new_status;
+            INSERT INTO saml_jit.audit_log (event, idp_id, user_id, subject, detail)
+            VALUES ('enabled', idp, uid, s, jsonb_build_object('to', new_status, 'via', 'saml_jit_enable_users'));
+            subject := s; outcome := 'enabled'; RETURN NEXT;
+        END IF;
+        uid := NULL;
+    END LOOP;
+END
+$$;
+
+REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_purge() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_deprovision_expired(integer) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_disable_users(text, text[]) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_enable_users(text, text[]) FROM PUBLIC;
