@@ -31,11 +31,17 @@ $$;
 -- passed (one audit row each), then purges. Works in batches over the partial
 -- index users_active_expiry_idx; rows that a login holds at that moment are
 -- skipped (SKIP LOCKED) rather than waited for: that login sets a new expiry.
-CREATE FUNCTION @extschema@.saml_jit_deprovision_expired(batch_size integer DEFAULT 1000) RETURNS integer
+-- All of it happens in the caller's transaction, so the expired rows stay
+-- locked until it commits; max_batches bounds one call (see the procedure
+-- below for very large runs).
+CREATE FUNCTION @extschema@.saml_jit_deprovision_expired(batch_size integer DEFAULT 1000,
+                                                        max_batches integer DEFAULT NULL)
+RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     t timestamptz := saml_jit.effective_now();
     total integer := 0;
+    batches integer := 0;
     n integer;
 BEGIN
     IF batch_size IS NULL OR batch_size < 1 THEN
@@ -60,10 +66,29 @@ BEGIN
           FROM expired;
         GET DIAGNOSTICS n = ROW_COUNT;
         total := total + n;
-        EXIT WHEN n < batch_size;
+        batches := batches + 1;
+        EXIT WHEN n < batch_size OR batches >= max_batches;
     END LOOP;
     PERFORM @extschema@.saml_jit_purge();
     RETURN total;
+END
+$$;
+
+-- For very large runs (100,000 users due at once): one batch per
+-- transaction, committed before the next, so a login waits at most for one
+-- batch. A procedure (CALL it, e.g. from pg_cron); it writes only through the
+-- SECURITY DEFINER function above, and as a procedure with COMMIT it cannot
+-- itself be SECURITY DEFINER.
+CREATE PROCEDURE @extschema@.saml_jit_deprovision_expired_committing(batch_size integer DEFAULT 1000)
+LANGUAGE plpgsql AS $$
+DECLARE
+    n integer;
+BEGIN
+    LOOP
+        n := @extschema@.saml_jit_deprovision_expired(batch_size, 1);
+        COMMIT;
+        EXIT WHEN n < batch_size;
+    END LOOP;
 END
 $$;
 
@@ -144,6 +169,7 @@ END
 $$;
 
 REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_purge() FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_deprovision_expired(integer) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_deprovision_expired(integer, integer) FROM PUBLIC;
+REVOKE EXECUTE ON PROCEDURE @extschema@.saml_jit_deprovision_expired_committing(integer) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_disable_users(text, text[]) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_enable_users(text, text[]) FROM PUBLIC;

@@ -227,7 +227,7 @@ fn a_real_pg_cron_job_expires_the_user() {
         .batch_execute(
             "SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = 'saml_jit_it_deprovision';
              SELECT cron.schedule_in_database('saml_jit_it_deprovision', '* * * * *',
-                                              'SELECT saml_jit_deprovision_expired()', 'it_life_cron')",
+                                              'CALL saml_jit_deprovision_expired_committing()', 'it_life_cron')",
         )
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(150);
@@ -249,8 +249,25 @@ fn a_real_pg_cron_job_expires_the_user() {
         .unwrap();
     assert_eq!(
         status, "expired",
-        "the pg_cron job did not run saml_jit_deprovision_expired in time"
+        "the pg_cron job did not run saml_jit_deprovision_expired_committing in time"
     );
     let by_cron: i64 = one(&mut c, "SELECT count(*) FROM saml_jit.audit_log WHERE event = 'deprovisioned' AND subject = 'temp'");
     assert_eq!(by_cron, 1);
+}
+
+#[test]
+fn the_committing_procedure_expires_everything_in_small_transactions() {
+    let mut c = fresh_database("it_life_batches");
+    trust_demo_idp(&mut c);
+    c.batch_execute(
+        "INSERT INTO saml_jit.users (idp_id, subject, expires_at)
+         SELECT 1, 'bulk' || i, now() - interval '1 hour' FROM generate_series(1, 25) i;
+         INSERT INTO saml_jit.users (idp_id, subject, expires_at) VALUES (1, 'future', now() + interval '1 day');",
+    )
+    .unwrap();
+    assert_eq!(one::<i32>(&mut c, "SELECT saml_jit_deprovision_expired(10, 1)"), 10, "max_batches bounds one call");
+    c.batch_execute("CALL saml_jit_deprovision_expired_committing(4)").unwrap();
+    assert_eq!(one::<i64>(&mut c, "SELECT count(*) FROM saml_jit.users WHERE status = 'expired'"), 25);
+    assert_eq!(one::<i64>(&mut c, "SELECT count(*) FROM saml_jit.audit_log WHERE event = 'deprovisioned'"), 25);
+    assert_eq!(one::<String>(&mut c, "SELECT status FROM saml_jit.users WHERE subject = 'future'"), "active");
 }
