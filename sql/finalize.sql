@@ -1,3 +1,4 @@
 -- Least privilege: nothing is executable by PUBLIC; the owner grants the
 -- login function to the application role (see sql/grants-example.sql).
 REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_login(text, text, inet) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_set_sp_key(text, text, text) FROM PUBLIC;

@@ -46,6 +46,7 @@ use crate::provision::expiry::expiry;
 use crate::provision::mapping::map_attributes;
 use crate::provision::rejections::{self, Rejection};
 use crate::provision::store::{self, AuditEntry, Upsert};
+use crate::saml::decrypt::SpKey;
 use crate::saml::response::{accept, receive, verify};
 use crate::saml::{reject, Reason, Reject};
 
@@ -184,7 +185,12 @@ fn login(
         .into());
     }
     let keys = store::load_keys(store::trusted_keys(idp.id, now)?);
-    let verified = verify(&incoming, &keys, idp.policy.allow_sha1)?;
+    let sp_key = if incoming.is_encrypted() {
+        store::sp_private_key(idp.sp_id)?.and_then(|pem| SpKey::from_pem(&pem).ok())
+    } else {
+        None
+    };
+    let verified = verify(&incoming, &keys, idp.policy.allow_sha1, sp_key.as_ref())?;
     seen.subject = verified.assertion.name_id.as_ref().map(|n| n.value.clone());
     let accepted = accept(&verified, &idp.policy, now, in_response_to)?;
     seen.subject = Some(accepted.subject.clone());

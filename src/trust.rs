@@ -52,6 +52,80 @@ fn saml_jit_certificate_info(
     ))
 }
 
+/// Installs (or replaces) the SP's private key, and optionally its
+/// certificate, after checking that they parse and belong together.
+#[pg_extern(security_definer, volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn saml_jit_set_sp_key(
+    sp_entity_id: &str,
+    private_key: &str,
+    certificate: default!(Option<&str>, "NULL"),
+) {
+    let invalid = |msg: String| -> ! {
+        raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            msg,
+            None,
+            None,
+        )
+    };
+    let key = openssl::pkey::PKey::private_key_from_pem(private_key.trim().as_bytes())
+        .unwrap_or_else(|e| {
+            invalid(format!(
+                "invalid SP private key: not a PEM private key ({})",
+                e.errors()
+                    .first()
+                    .map(|x| x.to_string())
+                    .unwrap_or_default()
+            ))
+        });
+    if crate::saml::decrypt::SpKey::from_pem(private_key.trim()).is_err() {
+        invalid("invalid SP private key: libxmlsec1 cannot load it".into());
+    }
+    let info = certificate.map(|pem| {
+        let info = parse_certificate(pem)
+            .unwrap_or_else(|e| invalid(format!("invalid SP certificate: {e}")));
+        let x509 = openssl::x509::X509::from_der(&info.der)
+            .unwrap_or_else(|e| invalid(format!("invalid SP certificate: {e}")));
+        let matches = x509
+            .public_key()
+            .map(|p| p.public_eq(&key))
+            .unwrap_or(false);
+        if !matches {
+            invalid(format!(
+                "the SP certificate ({}) does not belong to this private key",
+                info.subject
+            ));
+        }
+        info
+    });
+    let stored = Spi::get_one_with_args::<i64>(
+        "INSERT INTO saml_jit.sp_key (sp_id, private_key, certificate, fingerprint_sha256, not_after)
+         SELECT sp.id, $2, $3, $4, $5 FROM saml_jit.service_provider sp WHERE sp.entity_id = $1
+         ON CONFLICT (sp_id) DO UPDATE SET private_key = EXCLUDED.private_key,
+                certificate = EXCLUDED.certificate, fingerprint_sha256 = EXCLUDED.fingerprint_sha256,
+                not_after = EXCLUDED.not_after, updated_at = now()
+         RETURNING sp_id",
+        &[
+            sp_entity_id.into(),
+            private_key.trim().into(),
+            info.as_ref().map(|i| i.pem.clone()).into(),
+            info.as_ref().map(|i| i.fingerprint_sha256.clone()).into(),
+            info.as_ref().map(|i| timestamptz(i.not_after)).into(),
+        ],
+    );
+    match stored {
+        Ok(Some(_)) => {}
+        Ok(None) | Err(pgrx::spi::SpiError::InvalidPosition) => raise(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!("unknown service provider {sp_entity_id:?}"),
+            None,
+            Some("Registered SPs are listed in saml_jit.service_provider; add one with saml_jit_add_sp."),
+        ),
+        Err(e) => raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("saml_jit: storing the SP key failed: {e}"), None, None),
+    }
+}
+
 extension_sql_file!(
     "../sql/trust.sql",
     name = "trust",

@@ -7,7 +7,8 @@ stdout: a JSON list of base64 SAMLResponse values, in the same order
 spec keys: idp, sp, acs, user, key, cert, attributes ({name: [values]}),
 sign_response, sign_assertion (bools), sign_alg (rsa-sha1|rsa-sha256|rsa-sha512),
 digest_alg (sha1|sha256|sha512), in_response_to (str or null),
-lifetime_minutes (int, default 5)
+lifetime_minutes (int, default 5), encrypt_for (path of the SP certificate
+PEM: encrypt the assertion for it; absent = plain)
 """
 
 import base64
@@ -72,6 +73,14 @@ def server_for(spec):
     return _servers[key]
 
 
+def encryption(spec):
+    if not spec.get("encrypt_for"):
+        return {}
+    with open(spec["encrypt_for"]) as f:
+        pem = f.read()
+    return {"encrypt_assertion": True, "encrypt_cert_assertion": pem}
+
+
 def mint(spec):
     server = server_for(spec)
     response = server.create_authn_response(
@@ -85,6 +94,7 @@ def mint(spec):
         sign_alg=SIGN_ALGS[spec.get("sign_alg", "rsa-sha256")],
         digest_alg=DIGEST_ALGS[spec.get("digest_alg", "sha256")],
         authn={"class_ref": "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"},
+        **encryption(spec),
     )
     return base64.b64encode(str(response).encode("utf-8")).decode("ascii")
 

@@ -265,9 +265,32 @@ fn the_committing_procedure_expires_everything_in_small_transactions() {
          INSERT INTO saml_jit.users (idp_id, subject, expires_at) VALUES (1, 'future', now() + interval '1 day');",
     )
     .unwrap();
-    assert_eq!(one::<i32>(&mut c, "SELECT saml_jit_deprovision_expired(10, 1)"), 10, "max_batches bounds one call");
-    c.batch_execute("CALL saml_jit_deprovision_expired_committing(4)").unwrap();
-    assert_eq!(one::<i64>(&mut c, "SELECT count(*) FROM saml_jit.users WHERE status = 'expired'"), 25);
-    assert_eq!(one::<i64>(&mut c, "SELECT count(*) FROM saml_jit.audit_log WHERE event = 'deprovisioned'"), 25);
-    assert_eq!(one::<String>(&mut c, "SELECT status FROM saml_jit.users WHERE subject = 'future'"), "active");
+    assert_eq!(
+        one::<i32>(&mut c, "SELECT saml_jit_deprovision_expired(10, 1)"),
+        10,
+        "max_batches bounds one call"
+    );
+    c.batch_execute("CALL saml_jit_deprovision_expired_committing(4)")
+        .unwrap();
+    assert_eq!(
+        one::<i64>(
+            &mut c,
+            "SELECT count(*) FROM saml_jit.users WHERE status = 'expired'"
+        ),
+        25
+    );
+    assert_eq!(
+        one::<i64>(
+            &mut c,
+            "SELECT count(*) FROM saml_jit.audit_log WHERE event = 'deprovisioned'"
+        ),
+        25
+    );
+    assert_eq!(
+        one::<String>(
+            &mut c,
+            "SELECT status FROM saml_jit.users WHERE subject = 'future'"
+        ),
+        "active"
+    );
 }

@@ -304,7 +304,7 @@ fn subject_and_provisioning_reasons() {
     );
 }
 
-fn encrypted_assertions_are_refused_for_now() {
+fn encrypted_assertions_without_an_sp_key_are_refused() {
     let mut c = db("it_reason_encrypted");
     let xml = to_xml(&mint_one(spec("u0")));
     let a = xml.find("<ns1:Assertion").unwrap();
@@ -330,7 +330,7 @@ fn every_api_reason_code_is_produced_by_an_attack() {
     time_reasons_say_instant_bound_and_skew();
     request_reasons();
     subject_and_provisioning_reasons();
-    encrypted_assertions_are_refused_for_now();
+    encrypted_assertions_without_an_sp_key_are_refused();
     let all = [
         "too_large",
         "malformed",

@@ -16,6 +16,7 @@ use crate::saml::verify::TrustedKey;
 /// An IdP's row and its SP, as the login needs them.
 pub struct IdpConfig {
     pub id: i64,
+    pub sp_id: i64,
     pub enabled: bool,
     pub jit_create: bool,
     pub jit_update: bool,
@@ -29,7 +30,7 @@ const IDP_BY_ENTITY_ID: &str = "
            (extract(epoch FROM idp.clock_skew) * 1000000)::bigint, idp.user_key,
            idp.jit_create, idp.jit_update, sp.entity_id, sp.acs_url,
            idp.unmapped_groups = 'keep', idp.expiry_attribute,
-           (extract(epoch FROM idp.account_ttl) * 1000000)::bigint, idp.expiry_fallback
+           (extract(epoch FROM idp.account_ttl) * 1000000)::bigint, idp.expiry_fallback, idp.sp_id
       FROM saml_jit.identity_provider idp
       JOIN saml_jit.service_provider sp ON sp.id = idp.sp_id
      WHERE idp.entity_id = $1";
@@ -47,6 +48,7 @@ pub fn find_idp(entity_id: &str) -> SpiResult<Option<IdpConfig>> {
             jit_create: row.get(8)?.unwrap_or(false),
             jit_update: row.get(9)?.unwrap_or(false),
             keep_unmapped_groups: row.get(12)?.unwrap_or(true),
+            sp_id: row.get(16)?.unwrap_or_default(),
             expiry: ExpiryPolicy {
                 attribute: row.get(13)?,
                 account_ttl: row.get::<i64>(14)?.map(Duration::microseconds),
@@ -398,5 +400,17 @@ pub fn mapping_rules(idp_id: i64) -> SpiResult<Vec<MappingRule>> {
             });
         }
         Ok(rules)
+    })
+}
+
+/// The SP's private key (PEM), when one is installed.
+pub fn sp_private_key(sp_id: i64) -> SpiResult<Option<String>> {
+    Spi::get_one_with_args(
+        "SELECT private_key FROM saml_jit.sp_key WHERE sp_id = $1",
+        &[sp_id.into()],
+    )
+    .or_else(|e| match e {
+        pgrx::spi::SpiError::InvalidPosition => Ok(None),
+        e => Err(e),
     })
 }

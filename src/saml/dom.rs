@@ -246,6 +246,59 @@ impl Node {
         out
     }
 
+    /// The namespace declarations in scope at this element (nearest wins),
+    /// as (prefix, uri); prefix "" is the default namespace.
+    pub fn in_scope_namespaces(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        let mut node = self.ptr;
+        // SAFETY: walking parent links and nsDef lists of a valid tree.
+        unsafe {
+            while !node.is_null() && (*node).type_ == x::xmlElementType_XML_ELEMENT_NODE {
+                let mut ns = (*node).nsDef;
+                while !ns.is_null() {
+                    let prefix = cstr((*ns).prefix).unwrap_or_default();
+                    if !out.iter().any(|(p, _)| p == &prefix) {
+                        out.push((prefix, cstr((*ns).href).unwrap_or_default()));
+                    }
+                    ns = (*ns).next;
+                }
+                node = (*node).parent;
+            }
+        }
+        out
+    }
+
+    /// Registers every `Id` attribute in this subtree as an XML ID (xenc
+    /// RetrievalMethod references an EncryptedKey by its Id).
+    pub fn register_ids_named(&self, doc: &Document, name: &str) {
+        let cname = CString::new(name).expect("attribute name");
+        for node in self.descendants() {
+            // SAFETY: attributes of nodes of this document; xmlAddID copies.
+            unsafe {
+                let attr = x::xmlHasProp(node.ptr, cname.as_ptr() as *const u8);
+                if attr.is_null() {
+                    continue;
+                }
+                if let Some(value) = node.attr(name).and_then(|v| CString::new(v).ok()) {
+                    x::xmlAddID(
+                        ptr::null_mut(),
+                        doc.raw(),
+                        value.as_ptr() as *const u8,
+                        attr,
+                    );
+                }
+            }
+        }
+    }
+
+    pub fn parent(&self) -> Option<Node> {
+        // SAFETY: parent is NULL or a valid node of the same document.
+        let p = unsafe { (*self.ptr).parent };
+        // SAFETY: checked non-null.
+        (!p.is_null() && unsafe { (*p).type_ } == x::xmlElementType_XML_ELEMENT_NODE)
+            .then_some(Node { ptr: p })
+    }
+
     /// Child elements, in document order.
     pub fn children(&self) -> Vec<Node> {
         let mut out = Vec::new();

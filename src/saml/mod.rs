@@ -7,6 +7,7 @@ pub mod time;
 
 pub use reject::{reject, Reason, Reject};
 pub mod decode;
+pub mod decrypt;
 pub mod dom;
 pub mod extract;
 pub mod response;

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use super::decode::decode_response;
+use super::decrypt::{self, decrypt, SpKey};
 use super::dom::{Document, Node, NS_ASSERTION, NS_DSIG, NS_PROTOCOL};
 use super::extract::{self, Assertion, Envelope};
 use super::tree::Element;
@@ -20,6 +21,15 @@ pub struct Incoming {
     pub claimed_issuer: String,
     /// Response ID and Assertion ID as claimed, for the audit log.
     pub claimed_assertion_id: Option<String>,
+}
+
+impl Incoming {
+    /// Whether the SP key is needed (an EncryptedAssertion is present).
+    pub fn is_encrypted(&self) -> bool {
+        self.doc
+            .root()
+            .is_some_and(|r| r.child(NS_ASSERTION, "EncryptedAssertion").is_some())
+    }
 }
 
 /// Signatures checked and values read from the signed bytes.
@@ -86,11 +96,14 @@ pub fn receive(input: &str, max_bytes: usize) -> Result<Incoming, Reject> {
 }
 
 /// Checks every signature that protects the Response or its Assertion and
-/// reads the assertion from the bytes they cover.
+/// reads the assertion from the bytes they cover. An EncryptedAssertion is
+/// decrypted with `sp_key` after the Response signature (which covers the
+/// ciphertext) was checked.
 pub fn verify(
     incoming: &Incoming,
     keys: &[TrustedKey],
     allow_sha1: bool,
+    sp_key: Option<&SpKey>,
 ) -> Result<Verified, Reject> {
     let doc = &incoming.doc;
     let root = doc.root().expect("receive checked the root");
@@ -99,71 +112,98 @@ pub fn verify(
         n.is(NS_DSIG, "Signature") || n.is(NS_ASSERTION, "Assertion")
     }))?;
     validate::check_status(&dom_envelope)?;
-    let assertions = root.children_named(NS_ASSERTION, "Assertion");
-    if root.child(NS_ASSERTION, "EncryptedAssertion").is_some() {
-        return Err(reject(
-            Reason::EncryptedUnsupported,
-            "the response carries an EncryptedAssertion; encrypted assertions are not supported yet \
-             (configure the IdP to send a signed, unencrypted assertion)",
-        ));
-    }
-    let assertion_node = match assertions.as_slice() {
-        [one] => *one,
-        [] => {
+    let plain = root.children_named(NS_ASSERTION, "Assertion");
+    let encrypted = root.children_named(NS_ASSERTION, "EncryptedAssertion");
+    match plain.len() + encrypted.len() {
+        1 => {}
+        0 => {
             return Err(reject(
                 Reason::Malformed,
                 "the Response carries no Assertion",
             ))
         }
-        many => {
+        n => {
             return Err(reject(
                 Reason::MultipleAssertions,
-                format!(
-                    "the Response carries {} Assertions; exactly one is accepted",
-                    many.len()
-                ),
+                format!("the Response carries {n} Assertions; exactly one is accepted"),
             ))
         }
-    };
-    check_unique_ids(root, &[root, assertion_node])?;
+    }
+    let targets: Vec<Node> = std::iter::once(root).chain(plain.iter().copied()).collect();
+    check_unique_ids(root, &targets)?;
     doc.register_id(root)?;
-    doc.register_id(assertion_node)?;
-
     let response_signature = signature_of(root)?
         .map(|sig| verify_signature(doc, root, sig, keys, allow_sha1))
         .transpose()?;
-    let assertion_signature = signature_of(assertion_node)?
-        .map(|sig| verify_signature(doc, assertion_node, sig, keys, allow_sha1))
+    let signed_envelope = response_signature
+        .as_ref()
+        .map(|s| Element::parse(&s.signed_bytes).and_then(|e| extract::envelope(&e)))
         .transpose()?;
 
-    let (envelope, assertion_tree) = match (&response_signature, &assertion_signature) {
-        (None, None) => {
-            return Err(reject(
-                Reason::Unsigned,
-                "neither the Response nor its Assertion is signed; an unsigned assertion proves nothing",
-            ))
-        }
-        (Some(signed), _) => {
-            let envelope = extract::envelope(&Element::parse(&signed.signed_bytes)?)?;
-            let tree = match envelope.assertions.as_slice() {
-                [one] => match &assertion_signature {
-                    Some(a) => Element::parse(&a.signed_bytes)?,
-                    None => one.clone(),
-                },
+    let (assertion_signature, assertion_tree) = if let [node] = plain.as_slice() {
+        doc.register_id(*node)?;
+        let signature = signature_of(*node)?
+            .map(|sig| verify_signature(doc, *node, sig, keys, allow_sha1))
+            .transpose()?;
+        let tree = match (&signature, &signed_envelope) {
+            (Some(a), _) => Some(Element::parse(&a.signed_bytes)?),
+            (None, Some(env)) => match env.assertions.as_slice() {
+                [one] => Some(one.clone()),
                 _ => {
                     return Err(reject(
                         Reason::MultipleAssertions,
                         "the signed Response does not contain exactly one Assertion",
                     ))
                 }
-            };
-            (envelope, tree)
-        }
-        (None, Some(signed)) => (dom_envelope, Element::parse(&signed.signed_bytes)?),
+            },
+            (None, None) => None,
+        };
+        (signature, tree)
+    } else {
+        let node = encrypted[0];
+        let sp_key = sp_key.ok_or_else(|| {
+            reject(
+                Reason::EncryptedUnsupported,
+                "the response carries an EncryptedAssertion but this SP has no private key; \
+                 install one with saml_jit_set_sp_key(sp_entity_id, private_key, certificate)",
+            )
+        })?;
+        let plaintext = decrypt(doc, node, sp_key)?;
+        let standalone = decrypt::standalone(&plaintext, &node.in_scope_namespaces());
+        super::decode::check_shape(&standalone)?;
+        let inner = Document::parse(&standalone)?;
+        let wrapper = inner.root().expect("parsed");
+        let decrypted = match wrapper.children().as_slice() {
+            [a] if a.is(NS_ASSERTION, "Assertion") => *a,
+            _ => {
+                return Err(reject(
+                    Reason::Malformed,
+                    "the EncryptedAssertion does not decrypt to exactly one saml:Assertion",
+                ))
+            }
+        };
+        check_unique_ids(wrapper, &[decrypted])?;
+        inner.register_id(decrypted)?;
+        let signature = signature_of(decrypted)?
+            .map(|sig| verify_signature(&inner, decrypted, sig, keys, allow_sha1))
+            .transpose()?;
+        let tree = match (&signature, &response_signature) {
+            (Some(a), _) => Some(Element::parse(&a.signed_bytes)?),
+            // The signed Response covers the ciphertext these bytes came from.
+            (None, Some(_)) => Element::parse(&standalone)?.children.into_iter().next(),
+            (None, None) => None,
+        };
+        (signature, tree)
+    };
+    let Some(assertion_tree) = assertion_tree else {
+        return Err(reject(
+            Reason::Unsigned,
+            "neither the Response nor its Assertion is signed; an unsigned assertion proves nothing",
+        ));
     };
     let assertion = extract::assertion(&assertion_tree)?;
     Ok(Verified {
-        envelope,
+        envelope: signed_envelope.unwrap_or(dom_envelope),
         assertion,
         response_signature,
         assertion_signature,

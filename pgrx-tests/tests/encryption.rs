@@ -1,0 +1,95 @@
+//! Encrypted assertions minted by pysaml2 (encrypted with the xmlsec1 tool
+//! for the SP's certificate): decrypted with the key installed by
+//! saml_jit_set_sp_key, and still required to be signed.
+
+use serde_json::json;
+
+use saml_jit_integration::*;
+
+fn encrypted(user: &str, sign_response: bool, sign_assertion: bool) -> serde_json::Value {
+    let mut s = spec(user);
+    s["encrypt_for"] = json!(fixture("sp.crt"));
+    s["sign_response"] = json!(sign_response);
+    s["sign_assertion"] = json!(sign_assertion);
+    s
+}
+
+#[test]
+fn encrypted_assertions_decrypt_with_the_sp_key() {
+    let mut c = fresh_database("it_enc_minted");
+    trust_demo_idp(&mut c);
+    let responses = mint(&[
+        encrypted("e1", false, true),
+        encrypted("e2", true, false),
+        encrypted("e3", true, true),
+        encrypted("e4", false, false),
+        encrypted("e5", false, true),
+    ]);
+    // Without an SP key the login cannot read the assertion.
+    let detail = assert_rejected(login(&mut c, &responses[4], None), "encrypted_unsupported");
+    assert!(detail.contains("saml_jit_set_sp_key"), "{detail}");
+    c.execute(
+        "SELECT saml_jit_set_sp_key($1, $2, $3)",
+        &[&SP, &read_fixture("sp.key"), &read_fixture("sp.crt")],
+    )
+    .unwrap();
+    for (i, r) in responses[..3].iter().enumerate() {
+        let user = format!("e{}", i + 1);
+        let l = login(&mut c, r, None).unwrap_or_else(|e| panic!("{user}: {e:?}"));
+        assert_eq!(l.subject, user);
+        assert_eq!(l.email, Some(format!("{user}@example.com")));
+    }
+    // Encryption is not authentication.
+    assert_rejected(login(&mut c, &responses[3], None), "unsigned");
+    // Tampered ciphertext in a response whose only signature is inside the
+    // encrypted assertion: decryption or the signature fails, never a login.
+    let xml = to_xml(&responses[4]);
+    let at = xml.find("<ns0:CipherValue>").unwrap() + "<ns0:CipherValue>".len();
+    let at = at + xml[at..].find("</ns0:CipherValue>").unwrap() - 8; // the last block of the key
+    let mut bytes = xml.into_bytes();
+    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+    let tampered = to_response(&String::from_utf8(bytes).unwrap());
+    let refused = login(&mut c, &tampered, None).expect_err("tampered ciphertext");
+    assert_eq!(refused.sqlstate, "28000", "{refused:?}");
+}
+
+#[test]
+fn the_sp_key_is_checked_when_stored() {
+    let mut c = fresh_database("it_enc_key");
+    trust_demo_idp(&mut c);
+    let attempts = [
+        ("not a key", None, "22023"),
+        (read_fixture("sp.crt").leak() as &str, None, "22023"),
+        (
+            read_fixture("sp.key").leak() as &str,
+            Some(read_fixture("demo-idp.crt")),
+            "22023",
+        ),
+    ];
+    for (key, cert, state) in attempts {
+        let err = c
+            .execute(
+                "SELECT saml_jit_set_sp_key($1, $2, $3)",
+                &[&SP, &key, &cert],
+            )
+            .expect_err("refused");
+        assert_eq!(sqlstate(&err), state, "{err:?}");
+    }
+    let err = c
+        .execute(
+            "SELECT saml_jit_set_sp_key('https://nobody/', $1)",
+            &[&read_fixture("sp.key")],
+        )
+        .expect_err("unknown SP");
+    assert_eq!(sqlstate(&err), "42704");
+    c.execute(
+        "SELECT saml_jit_set_sp_key($1, $2, $3)",
+        &[&SP, &read_fixture("sp.key"), &read_fixture("sp.crt")],
+    )
+    .unwrap();
+    let fp: String = c
+        .query_one("SELECT fingerprint_sha256 FROM saml_jit.sp_key", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(fp.len(), 95);
+}

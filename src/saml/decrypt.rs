@@ -1,0 +1,177 @@
+//! EncryptedAssertion: decrypted with the SP's private key (libxmlsec1), then
+//! treated like any assertion: it must be signed, or sit in a signed Response
+//! whose signature covers the ciphertext. Encryption is not authentication.
+
+use std::ffi::c_int;
+use std::ptr;
+
+use xmlsec::bindings as x;
+
+use super::dom::{Document, Node};
+use super::{reject, Reason, Reject};
+
+const NS_XENC: &str = "http://www.w3.org/2001/04/xmlenc#";
+
+// xmlsec/xmlenc.h is not part of the crate's bindings (the struct is).
+extern "C" {
+    fn xmlSecEncCtxCreate(keys_mngr: x::xmlSecKeysMngrPtr) -> *mut x::xmlSecEncCtx;
+    fn xmlSecEncCtxDestroy(ctx: *mut x::xmlSecEncCtx);
+    fn xmlSecEncCtxDecryptToBuffer(
+        ctx: *mut x::xmlSecEncCtx,
+        node: x::xmlNodePtr,
+    ) -> x::xmlSecBufferPtr;
+}
+
+/// Block ciphers accepted for the assertion itself.
+const DATA_ALGORITHMS: &[&str] = &[
+    "http://www.w3.org/2001/04/xmlenc#aes128-cbc",
+    "http://www.w3.org/2001/04/xmlenc#aes192-cbc",
+    "http://www.w3.org/2001/04/xmlenc#aes256-cbc",
+    "http://www.w3.org/2009/xmlenc11#aes128-gcm",
+    "http://www.w3.org/2009/xmlenc11#aes192-gcm",
+    "http://www.w3.org/2009/xmlenc11#aes256-gcm",
+    "http://www.w3.org/2001/04/xmlenc#tripledes-cbc",
+];
+
+/// Key transport accepted for the session key. RSA PKCS#1 v1.5 is still what
+/// several IdPs send; every decryption failure gives the same answer, so the
+/// login is no padding oracle beyond its timing.
+const KEY_ALGORITHMS: &[&str] = &[
+    "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p",
+    "http://www.w3.org/2009/xmlenc11#rsa-oaep",
+    "http://www.w3.org/2001/04/xmlenc#rsa-1_5",
+];
+
+/// The SP's private key, loaded into xmlsec.
+pub struct SpKey {
+    key: x::xmlSecKeyPtr,
+}
+
+impl Drop for SpKey {
+    fn drop(&mut self) {
+        // SAFETY: owned key, destroyed once.
+        unsafe { x::xmlSecKeyDestroy(self.key) }
+    }
+}
+
+impl SpKey {
+    pub fn from_pem(pem: &str) -> Result<SpKey, String> {
+        super::verify::init().map_err(|r| r.detail)?;
+        // SAFETY: xmlsec copies the buffer.
+        let key = unsafe {
+            x::xmlSecOpenSSLAppKeyLoadMemory(
+                pem.as_ptr(),
+                pem.len() as u32,
+                x::xmlSecKeyDataFormat_xmlSecKeyDataFormatPem,
+                ptr::null(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+            )
+        };
+        if key.is_null() {
+            return Err("xmlsec could not load the SP private key".into());
+        }
+        Ok(SpKey { key })
+    }
+}
+
+/// Checks the algorithms before any decryption is attempted.
+fn check_algorithms(encrypted: Node) -> Result<Node, Reject> {
+    let data = encrypted.child(NS_XENC, "EncryptedData").ok_or_else(|| {
+        reject(
+            Reason::Malformed,
+            "the EncryptedAssertion has no xenc:EncryptedData",
+        )
+    })?;
+    for node in encrypted.descendants() {
+        if !node.is(NS_XENC, "EncryptionMethod") {
+            continue;
+        }
+        let alg = node.attr("Algorithm").unwrap_or_default();
+        let parent_is_key = node.parent().is_some_and(|p| p.is(NS_XENC, "EncryptedKey"));
+        let allowed = if parent_is_key {
+            KEY_ALGORITHMS
+        } else {
+            DATA_ALGORITHMS
+        };
+        if !allowed.contains(&alg.as_str()) {
+            return Err(reject(
+                Reason::AlgorithmForbidden,
+                format!("the EncryptedAssertion uses encryption algorithm {alg:?}, which is not accepted"),
+            ));
+        }
+    }
+    Ok(data)
+}
+
+/// Decrypts the EncryptedData of `encrypted` (an EncryptedAssertion of `doc`)
+/// and returns the plaintext XML bytes.
+pub fn decrypt(doc: &Document, encrypted: Node, sp_key: &SpKey) -> Result<Vec<u8>, Reject> {
+    let data = check_algorithms(encrypted)?;
+    // Only inside the EncryptedAssertion may a RetrievalMethod find its key.
+    encrypted.register_ids_named(doc, "Id");
+    let failed = || {
+        reject(
+            Reason::EncryptedUnsupported,
+            "the EncryptedAssertion could not be decrypted with this SP's private key \
+             (saml_jit_set_sp_key); check that the IdP encrypts for this SP's current certificate",
+        )
+    };
+    // SAFETY: the manager owns a duplicate of the key; both the manager and
+    // the context are destroyed on every path; the result buffer belongs to
+    // the context and is copied before it is destroyed.
+    unsafe {
+        let mngr = x::xmlSecKeysMngrCreate();
+        if mngr.is_null() {
+            return Err(failed());
+        }
+        let key = x::xmlSecKeyDuplicate(sp_key.key);
+        let ready: c_int = if key.is_null() || x::xmlSecOpenSSLAppDefaultKeysMngrInit(mngr) < 0 {
+            -1
+        } else {
+            x::xmlSecOpenSSLAppDefaultKeysMngrAdoptKey(mngr, key)
+        };
+        if ready < 0 {
+            x::xmlSecKeysMngrDestroy(mngr);
+            return Err(failed());
+        }
+        let ctx = xmlSecEncCtxCreate(mngr);
+        let plaintext = if ctx.is_null() {
+            None
+        } else {
+            let buf = xmlSecEncCtxDecryptToBuffer(ctx, data.ptr);
+            let out = (!buf.is_null()).then(|| {
+                let size = x::xmlSecBufferGetSize(buf) as usize;
+                std::slice::from_raw_parts(x::xmlSecBufferGetData(buf), size).to_vec()
+            });
+            xmlSecEncCtxDestroy(ctx);
+            out
+        };
+        x::xmlSecKeysMngrDestroy(mngr);
+        plaintext.filter(|p| !p.is_empty()).ok_or_else(failed)
+    }
+}
+
+/// The plaintext as a standalone document: wrapped in an element that
+/// re-declares the namespaces in scope where the EncryptedAssertion stood, so
+/// prefixes the plaintext inherits still resolve.
+pub fn standalone(plaintext: &[u8], namespaces: &[(String, String)]) -> Vec<u8> {
+    let escape = |v: &str| {
+        v.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('"', "&quot;")
+    };
+    let mut out = b"<saml_jit_decrypted".to_vec();
+    for (prefix, uri) in namespaces {
+        let decl = if prefix.is_empty() {
+            format!(" xmlns=\"{}\"", escape(uri))
+        } else {
+            format!(" xmlns:{prefix}=\"{}\"", escape(uri))
+        };
+        out.extend_from_slice(decl.as_bytes());
+    }
+    out.push(b'>');
+    out.extend_from_slice(plaintext);
+    out.extend_from_slice(b"</saml_jit_decrypted>");
+    out
+}
