@@ -66,6 +66,12 @@ CREATE TABLE saml_jit.identity_provider (
     expiry_fallback             text NOT NULL DEFAULT 'account_ttl'
                                 CONSTRAINT identity_provider_expiry_fallback_known
                                 CHECK (expiry_fallback IN ('account_ttl', 'keep', 'reject')),
+    -- From the IdP's metadata (saml_jit_import_idp_metadata) or set by hand.
+    sso_url_redirect            text,
+    sso_url_post                text,
+    name_id_formats             text[] NOT NULL DEFAULT '{}',
+    metadata_valid_until        timestamptz,
+    metadata_imported_at        timestamptz,
     created_at                  timestamptz NOT NULL DEFAULT now(),
     updated_at                  timestamptz NOT NULL DEFAULT now()
 );

@@ -8,6 +8,7 @@
 use pgrx::prelude::*;
 
 pub mod api;
+pub mod federation;
 pub mod gucs;
 pub mod provision;
 pub mod saml;

@@ -10,6 +10,7 @@ pub mod decode;
 pub mod decrypt;
 pub mod dom;
 pub mod extract;
+pub mod metadata;
 pub mod response;
 pub mod tree;
 pub mod validate;

@@ -1,0 +1,71 @@
+-- Metadata in and out.
+
+-- Creates or updates an IdP from its metadata: every signing certificate is
+-- trusted (new ones added, ones the metadata no longer lists deactivated),
+-- SSO endpoints, NameID formats and validUntil are recorded. Expired
+-- metadata, or metadata without a signing certificate, is refused.
+CREATE FUNCTION @extschema@.saml_jit_import_idp_metadata(metadata text, sp_entity_id text DEFAULT NULL,
+                                                        entity_id text DEFAULT NULL)
+RETURNS TABLE (idp_id bigint, idp_entity_id text, created boolean,
+               certificates_added integer, certificates_deactivated integer)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_variable
+DECLARE
+    m record;
+    cert text;
+    info record;
+    fingerprints text[] := '{}';
+    the_idp bigint;
+    is_new boolean := false;
+    added integer := 0;
+    deactivated integer := 0;
+BEGIN
+    SELECT * INTO m FROM @extschema@.saml_jit_parse_idp_metadata(metadata, entity_id);
+    IF m.valid_until IS NOT NULL AND m.valid_until < saml_jit.effective_now() THEN
+        RAISE EXCEPTION 'the metadata of % expired at %', quote_literal(m.entity_id), m.valid_until
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Fetch the IdP''s current metadata.';
+    END IF;
+    IF cardinality(m.certificates) = 0 THEN
+        RAISE EXCEPTION 'the metadata of % lists no signing certificate', quote_literal(m.entity_id)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT i.id INTO the_idp FROM saml_jit.identity_provider i WHERE i.entity_id = m.entity_id;
+    IF the_idp IS NULL THEN
+        the_idp := @extschema@.saml_jit_add_idp(m.entity_id, m.certificates[1], sp_entity_id);
+        is_new := true;
+        added := 1;
+    END IF;
+    FOREACH cert IN ARRAY m.certificates LOOP
+        SELECT * INTO info FROM @extschema@.saml_jit_certificate_info(cert);
+        fingerprints := fingerprints || info.fingerprint_sha256;
+        UPDATE saml_jit.idp_certificate c SET active = true
+         WHERE c.idp_id = the_idp AND c.fingerprint_sha256 = info.fingerprint_sha256;
+        IF NOT FOUND THEN
+            INSERT INTO saml_jit.idp_certificate (idp_id, certificate) VALUES (the_idp, info.pem);
+            added := added + 1;
+        END IF;
+    END LOOP;
+    UPDATE saml_jit.idp_certificate c SET active = false
+     WHERE c.idp_id = the_idp AND c.active AND c.fingerprint_sha256 <> ALL (fingerprints);
+    GET DIAGNOSTICS deactivated = ROW_COUNT;
+    UPDATE saml_jit.identity_provider i
+       SET sso_url_redirect = m.sso_url_redirect, sso_url_post = m.sso_url_post,
+           name_id_formats = m.name_id_formats, metadata_valid_until = m.valid_until,
+           metadata_imported_at = now()
+     WHERE i.id = the_idp;
+    INSERT INTO saml_jit.audit_log (event, idp_id, detail)
+    VALUES ('configured', the_idp, jsonb_build_object(
+        'via', 'saml_jit_import_idp_metadata', 'created', is_new,
+        'certificates_added', added, 'certificates_deactivated', deactivated));
+    RETURN QUERY SELECT the_idp, m.entity_id, is_new, added, deactivated;
+END
+$$;
+
+-- This SP's metadata as xml, to send to IdP administrators.
+CREATE FUNCTION @extschema@.saml_jit_sp_metadata(sp_entity_id text DEFAULT NULL) RETURNS xml
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT xmlparse(DOCUMENT @extschema@.saml_jit_sp_metadata_text(sp_entity_id))
+$$;
+
+REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_import_idp_metadata(text, text, text) FROM PUBLIC;

@@ -1,0 +1,213 @@
+//! SAML metadata: reading an IdP's EntityDescriptor (entity ID, signing
+//! certificates, SSO endpoints, NameID formats, validUntil) and writing this
+//! SP's own. Pure Rust over the element tree.
+
+use chrono::{DateTime, Utc};
+
+use super::decode::check_shape;
+use super::dom::NS_DSIG;
+use super::time::parse_instant;
+use super::tree::Element;
+
+pub const NS_MD: &str = "urn:oasis:names:tc:SAML:2.0:metadata";
+pub const BINDING_REDIRECT: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect";
+pub const BINDING_POST: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST";
+
+/// What an IdP's metadata says that saml_jit uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdpMetadata {
+    pub entity_id: String,
+    /// Base64 DER of each signing certificate, in document order, deduplicated.
+    pub signing_certificates: Vec<String>,
+    pub sso_redirect: Option<String>,
+    pub sso_post: Option<String>,
+    pub name_id_formats: Vec<String>,
+    pub valid_until: Option<DateTime<Utc>>,
+}
+
+/// Reads IdP metadata; `entity_id` picks one entity out of an
+/// EntitiesDescriptor (optional when it holds exactly one IdP).
+pub fn parse_idp_metadata(xml: &str, entity_id: Option<&str>) -> Result<IdpMetadata, String> {
+    check_shape(xml.as_bytes())
+        .map_err(|r| format!("the metadata is not acceptable XML: {}", r.detail))?;
+    let root = Element::parse(xml.as_bytes()).map_err(|r| r.detail)?;
+    let mut candidates = Vec::new();
+    collect_idps(&root, None, &mut candidates);
+    let chosen = match (entity_id, candidates.as_slice()) {
+        (Some(want), _) => candidates
+            .iter()
+            .find(|(e, _)| e.attr("entityID") == Some(want))
+            .ok_or_else(|| format!("the metadata has no IdP with entityID {want:?} (it has: {})", names(&candidates)))?,
+        (None, [one]) => one,
+        (None, []) => {
+            return Err("the metadata has no EntityDescriptor with an IDPSSODescriptor (is this an SP's metadata?)".into())
+        }
+        (None, _) => {
+            return Err(format!(
+                "the metadata describes {} IdPs ({}): pass entity_id => '...' to choose one",
+                candidates.len(),
+                names(&candidates)
+            ))
+        }
+    };
+    let (entity, valid_until) = chosen;
+    let idp = entity
+        .child(NS_MD, "IDPSSODescriptor")
+        .expect("collected for it");
+    let mut signing_certificates: Vec<String> = Vec::new();
+    for kd in idp.children_named(NS_MD, "KeyDescriptor") {
+        if !matches!(kd.attr("use"), None | Some("signing")) {
+            continue;
+        }
+        for data in kd
+            .children_named(NS_DSIG, "KeyInfo")
+            .flat_map(|k| k.children_named(NS_DSIG, "X509Data"))
+        {
+            for cert in data.children_named(NS_DSIG, "X509Certificate") {
+                let b64: String = cert.text.chars().filter(|c| !c.is_whitespace()).collect();
+                if !b64.is_empty() && !signing_certificates.contains(&b64) {
+                    signing_certificates.push(b64);
+                }
+            }
+        }
+    }
+    let sso = |binding: &str| {
+        idp.children_named(NS_MD, "SingleSignOnService")
+            .find(|s| s.attr("Binding") == Some(binding))
+            .and_then(|s| s.attr("Location"))
+            .map(str::to_string)
+    };
+    Ok(IdpMetadata {
+        entity_id: entity.attr("entityID").unwrap_or_default().to_string(),
+        signing_certificates,
+        sso_redirect: sso(BINDING_REDIRECT),
+        sso_post: sso(BINDING_POST),
+        name_id_formats: idp
+            .children_named(NS_MD, "NameIDFormat")
+            .map(|n| n.text.trim().to_string())
+            .collect(),
+        valid_until: *valid_until,
+    })
+}
+
+fn names(candidates: &[(&Element, Option<DateTime<Utc>>)]) -> String {
+    candidates
+        .iter()
+        .map(|(e, _)| e.attr("entityID").unwrap_or("?"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// EntityDescriptors with an IDPSSODescriptor, with the earliest validUntil
+/// that applies to each (an EntitiesDescriptor's bounds its children).
+fn collect_idps<'a>(
+    el: &'a Element,
+    inherited: Option<DateTime<Utc>>,
+    out: &mut Vec<(&'a Element, Option<DateTime<Utc>>)>,
+) {
+    let own = el.attr("validUntil").and_then(|v| parse_instant(v).ok());
+    let valid_until = match (inherited, own) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    if el.is(NS_MD, "EntityDescriptor") {
+        if el.child(NS_MD, "IDPSSODescriptor").is_some() {
+            out.push((el, valid_until));
+        }
+    } else if el.is(NS_MD, "EntitiesDescriptor") {
+        for child in &el.children {
+            collect_idps(child, valid_until, out);
+        }
+    }
+}
+
+/// This SP's metadata.
+pub struct SpMetadata<'a> {
+    pub entity_id: &'a str,
+    pub acs_url: &'a str,
+    /// Base64 DER of the SP certificate (advertised for encryption and signing).
+    pub certificate: Option<&'a str>,
+}
+
+fn escape(v: &str) -> String {
+    v.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+pub fn sp_metadata(sp: &SpMetadata<'_>) -> String {
+    let mut keys = String::new();
+    if let Some(cert) = sp.certificate {
+        for usage in ["signing", "encryption"] {
+            keys.push_str(&format!(
+                "<md:KeyDescriptor use=\"{usage}\"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert}\
+                 </ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"
+            ));
+        }
+    }
+    format!(
+        "<md:EntityDescriptor xmlns:md=\"{NS_MD}\" xmlns:ds=\"{NS_DSIG}\" entityID=\"{}\">\
+         <md:SPSSODescriptor AuthnRequestsSigned=\"{}\" WantAssertionsSigned=\"true\" \
+         protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\">{keys}\
+         <md:NameIDFormat>urn:oasis:names:tc:SAML:2.0:nameid-format:persistent</md:NameIDFormat>\
+         <md:NameIDFormat>urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress</md:NameIDFormat>\
+         <md:AssertionConsumerService Binding=\"{BINDING_POST}\" Location=\"{}\" index=\"0\" isDefault=\"true\"/>\
+         </md:SPSSODescriptor></md:EntityDescriptor>",
+        escape(sp.entity_id),
+        sp.certificate.is_some(),
+        escape(sp.acs_url),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TWO: &str = r#"<md:EntitiesDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" validUntil="2030-01-01T00:00:00Z">
+      <md:EntityDescriptor entityID="https://a/" validUntil="2029-01-01T00:00:00Z"><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">
+        <md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate> QUJD
+        REVG </ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>
+        <md:KeyDescriptor use="encryption"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>ZW5j</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>
+        <md:KeyDescriptor><ds:KeyInfo><ds:X509Data><ds:X509Certificate>Ym90aA==</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>
+        <md:NameIDFormat>urn:oasis:names:tc:SAML:2.0:nameid-format:persistent</md:NameIDFormat>
+        <md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://a/sso"/>
+      </md:IDPSSODescriptor></md:EntityDescriptor>
+      <md:EntityDescriptor entityID="https://b/"><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"/></md:EntityDescriptor>
+      <md:EntityDescriptor entityID="https://sp/"><md:SPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"/></md:EntityDescriptor>
+    </md:EntitiesDescriptor>"#;
+
+    #[test]
+    fn picks_an_entity_and_its_signing_keys() {
+        let err = parse_idp_metadata(TWO, None).unwrap_err();
+        assert!(
+            err.contains("2 IdPs") && err.contains("https://a/"),
+            "{err}"
+        );
+        let a = parse_idp_metadata(TWO, Some("https://a/")).unwrap();
+        assert_eq!(
+            a.signing_certificates,
+            vec!["QUJDREVG", "Ym90aA=="],
+            "signing and unspecified use"
+        );
+        assert_eq!(a.sso_redirect.as_deref(), Some("https://a/sso"));
+        assert_eq!(a.sso_post, None);
+        assert_eq!(
+            a.valid_until,
+            Some(parse_instant("2029-01-01T00:00:00Z").unwrap())
+        );
+        let b = parse_idp_metadata(TWO, Some("https://b/")).unwrap();
+        assert_eq!(
+            b.valid_until,
+            Some(parse_instant("2030-01-01T00:00:00Z").unwrap()),
+            "inherited"
+        );
+        assert!(
+            parse_idp_metadata(TWO, Some("https://sp/")).is_err(),
+            "an SP is not an IdP"
+        );
+        assert!(parse_idp_metadata("<!DOCTYPE x []><x/>", None)
+            .unwrap_err()
+            .contains("DOCTYPE"));
+    }
+}
