@@ -11,6 +11,10 @@ fn metadata(name: &str) -> String {
     read_fixture(&format!("metadata/{name}"))
 }
 
+/// A metadata file, the entity to pick, the expected entity ID, its signing
+/// certificates' fingerprints, and its HTTP-Redirect SSO URL.
+type Shape<'a> = (&'a str, Option<&'a str>, &'a str, Vec<&'a String>, &'a str);
+
 fn fingerprint(c: &mut Client, cert: &str) -> String {
     c.query_one(
         "SELECT fingerprint_sha256 FROM saml_jit_certificate_info($1)",
@@ -27,8 +31,7 @@ fn imports_the_metadata_shapes_of_real_idps() {
         .unwrap();
     let demo = fingerprint(&mut c, &read_fixture("demo-idp.crt"));
     let other = fingerprint(&mut c, &read_fixture("other-idp.crt"));
-    // file, entity to pick, expected entity ID, signing certificates, redirect SSO URL
-    let cases: [(&str, Option<&str>, &str, Vec<&String>, &str); 7] = [
+    let cases: [Shape; 7] = [
         (
             "entra-id.xml",
             None,
