@@ -2,3 +2,4 @@
 -- login function to the application role (see sql/grants-example.sql).
 REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_login(text, text, inet) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_set_sp_key(text, text, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_authn_request(text, text) FROM PUBLIC;

@@ -1,6 +1,8 @@
--- The grants an application role needs: EXECUTE on the login function, nothing else.
+-- The grants an application role needs: EXECUTE on the login function (and,
+-- for SP-initiated login, on the AuthnRequest function), nothing else.
 -- (Run as the extension's owner; the role app_backend must exist.)
 GRANT EXECUTE ON FUNCTION saml_jit_login(text, text, inet) TO app_backend;
+GRANT EXECUTE ON FUNCTION saml_jit_authn_request(text, text) TO app_backend;
 
 -- Optional, for an auditors' role: read the audit trail and the users.
 -- GRANT USAGE ON SCHEMA saml_jit TO auditor;

@@ -19,6 +19,8 @@ DECLARE
 BEGIN
     DELETE FROM saml_jit.consumed_assertion WHERE valid_until < t;
     GET DIAGNOSTICS replay_rows = ROW_COUNT;
+    -- Requests nobody can answer any more (a day of grace for the audit trail).
+    DELETE FROM saml_jit.authn_request WHERE expires_at < t - interval '1 day';
     audit_rows := 0;
     IF retention IS NOT NULL THEN
         DELETE FROM saml_jit.audit_log WHERE occurred_at < t - retention;

@@ -52,6 +52,7 @@ BEGIN
     UPDATE saml_jit.identity_provider i
        SET sso_url_redirect = m.sso_url_redirect, sso_url_post = m.sso_url_post,
            name_id_formats = m.name_id_formats, metadata_valid_until = m.valid_until,
+           sign_authn_requests = m.want_authn_requests_signed,
            metadata_imported_at = now()
      WHERE i.id = the_idp;
     INSERT INTO saml_jit.audit_log (event, idp_id, detail)

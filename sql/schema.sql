@@ -66,6 +66,12 @@ CREATE TABLE saml_jit.identity_provider (
     expiry_fallback             text NOT NULL DEFAULT 'account_ttl'
                                 CONSTRAINT identity_provider_expiry_fallback_known
                                 CHECK (expiry_fallback IN ('account_ttl', 'keep', 'reject')),
+    -- SP-initiated login: AuthnRequests signed with the SP key, and how long
+    -- an issued request ID stays answerable.
+    sign_authn_requests         boolean NOT NULL DEFAULT false,
+    request_ttl                 interval NOT NULL DEFAULT '10 minutes'
+                                CONSTRAINT identity_provider_request_ttl_range
+                                CHECK (request_ttl > interval '0' AND request_ttl <= interval '1 day'),
     -- From the IdP's metadata (saml_jit_import_idp_metadata) or set by hand.
     sso_url_redirect            text,
     sso_url_post                text,
@@ -213,6 +219,18 @@ CREATE INDEX consumed_assertion_valid_until_idx ON saml_jit.consumed_assertion (
 COMMENT ON TABLE saml_jit.consumed_assertion IS
     'assertion IDs already used; a row may be purged once valid_until (NotOnOrAfter plus skew) has passed';
 
+-- AuthnRequests this SP sent (SP-initiated login): a response's InResponseTo
+-- must name one that is outstanding, and answers it once.
+CREATE TABLE saml_jit.authn_request (
+    request_id      text PRIMARY KEY,
+    idp_id          bigint NOT NULL REFERENCES saml_jit.identity_provider (id) ON DELETE CASCADE,
+    relay_state     text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    expires_at      timestamptz NOT NULL,
+    consumed_at     timestamptz
+);
+CREATE INDEX authn_request_expires_at_idx ON saml_jit.authn_request (expires_at);
+
 -- pg_dump keeps the rows (and identity counters) of every table users write to.
 SELECT pg_catalog.pg_extension_config_dump('saml_jit.service_provider', '');
 SELECT pg_catalog.pg_extension_config_dump('saml_jit.service_provider_id_seq', '');
@@ -229,6 +247,7 @@ SELECT pg_catalog.pg_extension_config_dump('saml_jit.users', '');
 SELECT pg_catalog.pg_extension_config_dump('saml_jit.audit_log', '');
 SELECT pg_catalog.pg_extension_config_dump('saml_jit.audit_log_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('saml_jit.consumed_assertion', '');
+SELECT pg_catalog.pg_extension_config_dump('saml_jit.authn_request', '');
 
 -- Keep updated_at honest on the configuration tables.
 CREATE FUNCTION saml_jit.touch_updated_at() RETURNS trigger

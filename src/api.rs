@@ -45,7 +45,7 @@ use crate::provision::changes::{changed_columns, group_changes};
 use crate::provision::expiry::expiry;
 use crate::provision::mapping::map_attributes;
 use crate::provision::rejections::{self, Rejection};
-use crate::provision::store::{self, AuditEntry, Upsert};
+use crate::provision::store::{self, AuditEntry, RequestState, Upsert};
 use crate::saml::decrypt::SpKey;
 use crate::saml::response::{accept, receive, verify};
 use crate::saml::{reject, Reason, Reject};
@@ -192,7 +192,18 @@ fn login(
     };
     let verified = verify(&incoming, &keys, idp.policy.allow_sha1, sp_key.as_ref())?;
     seen.subject = verified.assertion.name_id.as_ref().map(|n| n.value.clone());
-    let accepted = accept(&verified, &idp.policy, now, in_response_to)?;
+    // A response to an AuthnRequest must answer one this SP sent and nobody
+    // answered yet. (Rolled back with everything else if a later check fails.)
+    let answered_request = match verified.envelope.in_response_to.as_deref() {
+        Some(request_id) => answered_request(&idp, request_id, in_response_to, now)?,
+        None => None,
+    };
+    let accepted = accept(
+        &verified,
+        &idp.policy,
+        now,
+        in_response_to.or(answered_request.as_deref()),
+    )?;
     seen.subject = Some(accepted.subject.clone());
     if !store::consume_assertion(idp.id, &accepted.assertion_id, accepted.valid_until)? {
         return Err(reject(
@@ -305,4 +316,30 @@ fn sources_json(sources: &[(String, String)]) -> serde_json::Value {
         .map(|(c, a)| (c.clone(), serde_json::Value::String(a.clone())))
         .collect::<serde_json::Map<_, _>>()
         .into()
+}
+
+/// The request a response answers, consumed from saml_jit.authn_request.
+fn answered_request(
+    idp: &store::IdpConfig,
+    request_id: &str,
+    expected: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<String>, LoginError> {
+    let mismatch = |why: String| -> LoginError { reject(Reason::InResponseToMismatch, why).into() };
+    match store::consume_request(idp.id, request_id, now)? {
+        RequestState::Answered => Ok(Some(request_id.to_string())),
+        // The application passed in_response_to: it tracks its own requests.
+        RequestState::Unknown if expected.is_some() => Ok(None),
+        RequestState::Unknown => Err(mismatch(format!(
+            "the response answers request {request_id:?}, which this SP has no record of sending to {:?} \
+             (requests come from saml_jit_authn_request; pass in_response_to if the application tracks its own)",
+            idp.policy.idp_entity_id
+        ))),
+        RequestState::AlreadyAnswered(at) => Err(mismatch(format!(
+            "request {request_id:?} was already answered at {at}; each AuthnRequest is answered once"
+        ))),
+        RequestState::Expired(at) => Err(mismatch(format!(
+            "request {request_id:?} expired at {at} (identity_provider.request_ttl); start the login again"
+        ))),
+    }
 }

@@ -7,7 +7,9 @@ stdout: a JSON list of base64 SAMLResponse values, in the same order
 spec keys: idp, sp, acs, user, key, cert, attributes ({name: [values]}),
 sign_response, sign_assertion (bools), sign_alg (rsa-sha1|rsa-sha256|rsa-sha512),
 digest_alg (sha1|sha256|sha512), in_response_to (str or null),
-lifetime_minutes (int, default 5), encrypt_for (path of the SP certificate
+lifetime_minutes (int, default 5), answer_url (an HTTP-Redirect URL carrying
+an AuthnRequest: pysaml2 parses and checks it, and the response answers it),
+sp_metadata (the SP's metadata XML, used instead of a generated one), encrypt_for (path of the SP certificate
 PEM: encrypt the assertion for it; absent = plain)
 """
 
@@ -35,9 +37,10 @@ _servers = {}
 
 
 def server_for(spec):
-    key = (spec["idp"], spec["sp"], spec["acs"], spec["key"], spec.get("lifetime_minutes", 5))
+    key = (spec["idp"], spec["sp"], spec["acs"], spec["key"], spec.get("lifetime_minutes", 5),
+           spec.get("sp_metadata"))
     if key not in _servers:
-        sp_metadata = (
+        sp_metadata = spec.get("sp_metadata") or (
             '<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" '
             f'entityID="{spec["sp"]}"><md:SPSSODescriptor '
             'protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">'
@@ -81,11 +84,26 @@ def encryption(spec):
     return {"encrypt_assertion": True, "encrypt_cert_assertion": pem}
 
 
+def answered_request(server, url):
+    """Parses the AuthnRequest of an HTTP-Redirect URL the way the IdP's SSO
+    endpoint would; returns its ID (pysaml2 raises on a malformed request)."""
+    from urllib.parse import parse_qs, urlparse
+
+    from saml2 import BINDING_HTTP_REDIRECT
+
+    query = parse_qs(urlparse(url).query)
+    request = server.parse_authn_request(query["SAMLRequest"][0], BINDING_HTTP_REDIRECT)
+    return request.message.id
+
+
 def mint(spec):
     server = server_for(spec)
+    in_response_to = spec.get("in_response_to")
+    if spec.get("answer_url"):
+        in_response_to = answered_request(server, spec["answer_url"])
     response = server.create_authn_response(
         identity=spec.get("attributes", {}),
-        in_response_to=spec.get("in_response_to"),
+        in_response_to=in_response_to,
         destination=spec["acs"],
         sp_entity_id=spec["sp"],
         name_id=NameID(format=NAMEID_FORMAT_PERSISTENT, text=spec["user"]),

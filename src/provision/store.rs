@@ -414,3 +414,47 @@ pub fn sp_private_key(sp_id: i64) -> SpiResult<Option<String>> {
         e => Err(e),
     })
 }
+
+/// What became of the AuthnRequest a response answers.
+pub enum RequestState {
+    /// Outstanding until now: consumed by this login.
+    Answered,
+    /// saml_jit never issued it (the application may track its own requests).
+    Unknown,
+    AlreadyAnswered(String),
+    Expired(String),
+}
+
+/// Consumes the outstanding request `request_id` of the IdP. Two responses to
+/// one request serialize on its row: the second finds it answered.
+pub fn consume_request(
+    idp_id: i64,
+    request_id: &str,
+    now: DateTime<Utc>,
+) -> SpiResult<RequestState> {
+    Spi::connect_mut(|client| {
+        let answered = client.update(
+            "UPDATE saml_jit.authn_request SET consumed_at = now()
+              WHERE request_id = $1 AND idp_id = $2 AND consumed_at IS NULL AND expires_at > $3
+             RETURNING 1",
+            None,
+            &[request_id.into(), idp_id.into(), timestamptz(now).into()],
+        )?;
+        if answered.len() == 1 {
+            return Ok(RequestState::Answered);
+        }
+        let found = client.select(
+            "SELECT consumed_at::text, expires_at::text FROM saml_jit.authn_request
+              WHERE request_id = $1 AND idp_id = $2",
+            Some(1),
+            &[request_id.into(), idp_id.into()],
+        )?;
+        let Some(row) = found.into_iter().next() else {
+            return Ok(RequestState::Unknown);
+        };
+        Ok(match row.get::<String>(1)? {
+            Some(at) => RequestState::AlreadyAnswered(at),
+            None => RequestState::Expired(row.get::<String>(2)?.unwrap_or_default()),
+        })
+    })
+}

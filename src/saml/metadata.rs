@@ -23,6 +23,7 @@ pub struct IdpMetadata {
     pub sso_post: Option<String>,
     pub name_id_formats: Vec<String>,
     pub valid_until: Option<DateTime<Utc>>,
+    pub want_authn_requests_signed: bool,
 }
 
 /// Reads IdP metadata; `entity_id` picks one entity out of an
@@ -87,6 +88,10 @@ pub fn parse_idp_metadata(xml: &str, entity_id: Option<&str>) -> Result<IdpMetad
             .map(|n| n.text.trim().to_string())
             .collect(),
         valid_until: *valid_until,
+        want_authn_requests_signed: matches!(
+            idp.attr("WantAuthnRequestsSigned"),
+            Some("true" | "1")
+        ),
     })
 }
 

@@ -3,6 +3,7 @@
 
 pub mod certificate;
 pub mod reject;
+pub mod request;
 pub mod time;
 
 pub use reject::{reject, Reason, Reject};
