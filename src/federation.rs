@@ -225,9 +225,7 @@ fn saml_jit_authn_request(
         &sso_url,
         &xml,
         relay_state,
-        sign_with
-            .as_ref()
-            .map(|f| f as &dyn Fn(&[u8]) -> Result<Vec<u8>, String>),
+        sign_with.as_ref().map(|f| f as QuerySigner<'_>),
     )
     .unwrap_or_else(|e| {
         fail(
