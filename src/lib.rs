@@ -8,6 +8,7 @@
 use pgrx::prelude::*;
 
 pub mod api;
+pub mod explain;
 pub mod federation;
 pub mod gucs;
 pub mod provision;

@@ -458,3 +458,47 @@ pub fn consume_request(
         })
     })
 }
+
+/// Read-only probes for saml_jit_explain.
+pub mod probe {
+    use super::*;
+
+    pub fn assertion_consumed(idp_id: i64, assertion_id: &str) -> SpiResult<bool> {
+        Spi::get_one_with_args::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM saml_jit.consumed_assertion WHERE idp_id = $1 AND assertion_id = $2)",
+            &[idp_id.into(), assertion_id.into()],
+        )
+        .map(|b| b.unwrap_or(false))
+    }
+
+    /// "outstanding", "answered at ...", "expired at ..." or None (unknown).
+    pub fn request_state(
+        idp_id: i64,
+        request_id: &str,
+        now: DateTime<Utc>,
+    ) -> SpiResult<Option<String>> {
+        Spi::get_one_with_args::<String>(
+            "SELECT CASE WHEN consumed_at IS NOT NULL THEN 'answered at ' || consumed_at
+                         WHEN expires_at <= $3 THEN 'expired at ' || expires_at
+                         ELSE 'outstanding' END
+               FROM saml_jit.authn_request WHERE request_id = $1 AND idp_id = $2",
+            &[request_id.into(), idp_id.into(), timestamptz(now).into()],
+        )
+        .or_else(|e| match e {
+            pgrx::spi::SpiError::InvalidPosition => Ok(None),
+            e => Err(e),
+        })
+    }
+
+    pub fn user_row(idp_id: i64, subject: &str) -> SpiResult<Option<serde_json::Value>> {
+        Spi::get_one_with_args::<JsonB>(
+            "SELECT to_jsonb(u) FROM saml_jit.users u WHERE u.idp_id = $1 AND u.subject = $2",
+            &[idp_id.into(), subject.into()],
+        )
+        .map(|j| j.map(|j| j.0))
+        .or_else(|e| match e {
+            pgrx::spi::SpiError::InvalidPosition => Ok(None),
+            e => Err(e),
+        })
+    }
+}

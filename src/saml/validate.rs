@@ -38,6 +38,40 @@ pub struct Accepted {
 /// How long a replay row lives when the assertion states no NotOnOrAfter.
 const DEFAULT_REPLAY_WINDOW: i64 = 24 * 3600;
 
+/// What every check looks at.
+pub struct Inputs<'a> {
+    pub envelope: &'a Envelope,
+    pub assertion: &'a Assertion,
+    pub policy: &'a Policy,
+    pub now: DateTime<Utc>,
+    pub in_response_to: Option<&'a str>,
+}
+
+type Check = fn(&Inputs<'_>) -> Result<(), Reject>;
+
+/// The profile checks in the order they run, each with the name
+/// saml_jit_explain shows.
+pub const CHECKS: [(&str, Check); 10] = [
+    ("version", |i| check_version(i.envelope)),
+    ("issuer", |i| {
+        check_issuer(i.envelope, i.assertion, i.policy)
+    }),
+    ("status", |i| check_status(i.envelope)),
+    ("destination", |i| check_destination(i.envelope, i.policy)),
+    ("in_response_to", |i| {
+        check_in_response_to(i.envelope, i.policy, i.in_response_to)
+    }),
+    ("conditions_time", |i| {
+        check_conditions_time(i.assertion, i.policy, i.now)
+    }),
+    ("audience", |i| check_audience(i.assertion, i.policy)),
+    ("subject_confirmation", |i| {
+        check_bearer_confirmation(i.assertion, i.policy, i.now, i.in_response_to)
+    }),
+    ("session", |i| check_session(i.assertion, i.policy, i.now)),
+    ("subject", |i| subject(i.assertion, i.policy).map(|_| ())),
+];
+
 pub fn validate(
     envelope: &Envelope,
     assertion: &Assertion,
@@ -45,15 +79,16 @@ pub fn validate(
     now: DateTime<Utc>,
     in_response_to: Option<&str>,
 ) -> Result<Accepted, Reject> {
-    check_version(envelope)?;
-    check_issuer(envelope, assertion, policy)?;
-    check_status(envelope)?;
-    check_destination(envelope, policy)?;
-    check_in_response_to(envelope, policy, in_response_to)?;
-    check_conditions_time(assertion, policy, now)?;
-    check_audience(assertion, policy)?;
-    check_bearer_confirmation(assertion, policy, now, in_response_to)?;
-    check_session(assertion, policy, now)?;
+    let inputs = Inputs {
+        envelope,
+        assertion,
+        policy,
+        now,
+        in_response_to,
+    };
+    for (_, check) in CHECKS {
+        check(&inputs)?;
+    }
     let (subject, name_id) = subject(assertion, policy)?;
     let latest = [assertion.not_on_or_after]
         .into_iter()
