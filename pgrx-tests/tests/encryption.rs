@@ -93,3 +93,50 @@ fn the_sp_key_is_checked_when_stored() {
         .get(0);
     assert_eq!(fp.len(), 95);
 }
+
+fn encrypted_ids(email: &str) -> String {
+    let script =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("idp/xmlsec1_encrypted_ids.sh");
+    let out = std::process::Command::new(script)
+        .args([fixture("sp.crt"), fixture("demo-idp.key")])
+        .args([IDP, SP, ACS, email])
+        .output()
+        .expect("run xmlsec1");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn encrypted_ids_and_attributes_decrypt_inside_a_signed_assertion() {
+    let mut c = fresh_database("it_enc_ids");
+    trust_demo_idp(&mut c);
+    let first = encrypted_ids("hidden@example.com");
+    let xml = to_xml(&first);
+    assert!(
+        xml.contains("EncryptedID")
+            && xml.contains("EncryptedAttribute")
+            && !xml.contains("hidden@")
+    );
+    let detail = assert_rejected(login(&mut c, &first, None), "encrypted_unsupported");
+    assert!(detail.contains("EncryptedID"), "{detail}");
+    c.execute(
+        "SELECT saml_jit_set_sp_key($1, $2, $3)",
+        &[&SP, &read_fixture("sp.key"), &read_fixture("sp.crt")],
+    )
+    .unwrap();
+    let l = login(&mut c, &encrypted_ids("hidden@example.com"), None).expect("decrypted");
+    assert_eq!(l.subject, "hidden@example.com", "from the EncryptedID");
+    assert_eq!(
+        l.email.as_deref(),
+        Some("hidden@example.com"),
+        "from the EncryptedAttribute"
+    );
+    assert_eq!(
+        l.attributes["mail"],
+        serde_json::json!(["hidden@example.com"])
+    );
+}

@@ -24,11 +24,16 @@ pub struct Incoming {
 }
 
 impl Incoming {
-    /// Whether the SP key is needed (an EncryptedAssertion is present).
+    /// Whether the SP key is needed: an EncryptedAssertion, EncryptedID or
+    /// EncryptedAttribute is present.
     pub fn is_encrypted(&self) -> bool {
-        self.doc
-            .root()
-            .is_some_and(|r| r.child(NS_ASSERTION, "EncryptedAssertion").is_some())
+        self.doc.root().is_some_and(|r| {
+            r.descendants().iter().any(|n| {
+                ["EncryptedAssertion", "EncryptedID", "EncryptedAttribute"]
+                    .iter()
+                    .any(|name| n.is(NS_ASSERTION, name))
+            })
+        })
     }
 }
 
@@ -201,6 +206,8 @@ pub fn verify(
             "neither the Response nor its Assertion is signed; an unsigned assertion proves nothing",
         ));
     };
+    let mut assertion_tree = assertion_tree;
+    decrypt_identifiers(&mut assertion_tree, sp_key)?;
     let assertion = extract::assertion(&assertion_tree)?;
     Ok(Verified {
         envelope: signed_envelope.unwrap_or(dom_envelope),
@@ -208,6 +215,71 @@ pub fn verify(
         response_signature,
         assertion_signature,
     })
+}
+
+/// Namespaces a decrypted NameID or Attribute may use without declaring them
+/// (its original ancestors are not part of the ciphertext).
+const SAML_NAMESPACES: [(&str, &str); 8] = [
+    ("saml", NS_ASSERTION),
+    ("saml2", NS_ASSERTION),
+    ("samlp", NS_PROTOCOL),
+    ("saml2p", NS_PROTOCOL),
+    ("ds", NS_DSIG),
+    ("xenc", "http://www.w3.org/2001/04/xmlenc#"),
+    ("xs", "http://www.w3.org/2001/XMLSchema"),
+    ("xsi", "http://www.w3.org/2001/XMLSchema-instance"),
+];
+
+/// EncryptedID (in the Subject) and EncryptedAttribute (in an
+/// AttributeStatement) are replaced in the tree by what they decrypt to.
+/// Their ciphertext is part of the signed bytes the tree was built from.
+fn decrypt_identifiers(tree: &mut Element, sp_key: Option<&SpKey>) -> Result<(), Reject> {
+    for part in tree.children.iter_mut() {
+        let wanted = if part.is(NS_ASSERTION, "Subject") {
+            ("EncryptedID", "NameID")
+        } else if part.is(NS_ASSERTION, "AttributeStatement") {
+            ("EncryptedAttribute", "Attribute")
+        } else {
+            continue;
+        };
+        for slot in part
+            .children
+            .iter_mut()
+            .filter(|c| c.is(NS_ASSERTION, wanted.0))
+        {
+            let key = sp_key.ok_or_else(|| {
+                reject(
+                    Reason::EncryptedUnsupported,
+                    format!(
+                        "the assertion carries an {} but this SP has no private key; \
+                         install one with saml_jit_set_sp_key",
+                        wanted.0
+                    ),
+                )
+            })?;
+            let xml = slot.to_xml();
+            let doc = Document::parse(xml.as_bytes())?;
+            let root = doc.root().expect("parsed");
+            let plaintext = decrypt(&doc, root, key)?;
+            let namespaces: Vec<(String, String)> = SAML_NAMESPACES
+                .iter()
+                .map(|(p, u)| (p.to_string(), u.to_string()))
+                .collect();
+            let standalone = decrypt::standalone(&plaintext, &namespaces);
+            super::decode::check_shape(&standalone)?;
+            let decrypted = Element::parse(&standalone)?.children.into_iter().next();
+            match decrypted {
+                Some(el) if el.is(NS_ASSERTION, wanted.1) => *slot = el,
+                _ => {
+                    return Err(reject(
+                        Reason::Malformed,
+                        format!("an {} does not decrypt to a saml:{}", wanted.0, wanted.1),
+                    ))
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The profile checks on what was verified.

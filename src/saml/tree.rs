@@ -126,6 +126,54 @@ impl Element {
         }
     }
 
+    /// Serializes the subtree as XML with generated prefixes (n0, n1, ...)
+    /// declared where first used: equivalent to the original for every
+    /// namespace-aware reader (used to hand an encrypted element to xmlsec).
+    pub fn to_xml(&self) -> String {
+        let mut out = String::new();
+        let mut bound: Vec<String> = Vec::new();
+        self.write_xml(&mut out, &mut bound);
+        out
+    }
+
+    fn write_xml(&self, out: &mut String, bound: &mut Vec<String>) {
+        let escape = |v: &str| {
+            v.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;")
+        };
+        let (tag, declare) = if self.ns.is_empty() {
+            (self.name.clone(), None)
+        } else if let Some(i) = bound.iter().position(|n| n == &self.ns) {
+            (format!("n{i}:{}", self.name), None)
+        } else {
+            bound.push(self.ns.clone());
+            let i = bound.len() - 1;
+            (
+                format!("n{i}:{}", self.name),
+                Some(format!(" xmlns:n{i}=\"{}\"", escape(&self.ns))),
+            )
+        };
+        out.push('<');
+        out.push_str(&tag);
+        if let Some(d) = &declare {
+            out.push_str(d);
+        }
+        for (k, v) in &self.attrs {
+            out.push_str(&format!(" {k}=\"{}\"", escape(v)));
+        }
+        out.push('>');
+        out.push_str(&escape(&self.text));
+        for c in &self.children {
+            c.write_xml(out, bound);
+        }
+        out.push_str(&format!("</{tag}>"));
+        if declare.is_some() {
+            bound.pop();
+        }
+    }
+
     /// Copies a DOM subtree, leaving out the children `skip` selects.
     pub fn from_dom(node: Node, skip: &dyn Fn(&Node) -> bool) -> Element {
         let mut el = Element {
