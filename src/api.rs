@@ -184,7 +184,7 @@ fn login(
         )
         .into());
     }
-    let keys = store::load_keys(store::trusted_keys(idp.id, now)?);
+    let keys = store::trusted_keys(idp.id, now)?;
     let sp_key = if incoming.is_encrypted() {
         store::sp_private_key(idp.sp_id)?.and_then(|pem| SpKey::from_pem(&pem).ok())
     } else {
@@ -255,7 +255,7 @@ fn login(
         client_addr: client_addr.clone(),
         detail,
     };
-    store::audit(entry(
+    let mut rows = vec![entry(
         "login",
         json!({
             "action": action,
@@ -264,28 +264,34 @@ fn login(
             "assertion_signed": verified.assertion_signature.is_some(),
             "session_index": accepted.session_index,
         }),
-    ))?;
+    )];
     if created {
-        store::audit(entry(
+        // The mapped columns; the attributes themselves are in users.attributes.
+        let mut user_row = after.clone();
+        if let Some(row) = user_row.as_object_mut() {
+            row.remove("attributes");
+        }
+        rows.push(entry(
             "created",
-            json!({"user": after, "sources": sources_json(&user.sources)}),
-        ))?;
+            json!({"user": user_row, "sources": sources_json(&user.sources)}),
+        ));
     } else if let Some(before) = &before {
         let changes = changed_columns(before, &after, &user.sources);
         if changes.contains_key("status") {
-            store::audit(entry(
+            rows.push(entry(
                 "reactivated",
-                json!({"from": before["status"], "to": after["status"]}),
-            ))?;
+                json!({"from": before["status"], "to": after["status"], "expires_at": after["expires_at"]}),
+            ));
         }
         if !changes.is_empty() {
             let (added, removed) = group_changes(&before["groups"], &after["groups"]);
-            store::audit(entry(
+            rows.push(entry(
                 "updated",
                 json!({"changes": changes, "groups_added": added, "groups_removed": removed}),
-            ))?;
+            ));
         }
     }
+    store::audit(rows)?;
     Ok((
         user_id,
         idp.policy.idp_entity_id.clone(),

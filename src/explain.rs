@@ -124,7 +124,7 @@ fn explain(response: &str, in_response_to: Option<&str>) -> pgrx::spi::SpiResult
             idp.id, idp.policy.sp_entity_id
         ),
     );
-    let keys = store::load_keys(store::trusted_keys(idp.id, now)?);
+    let keys = store::trusted_keys(idp.id, now)?;
     report.row(
         "certificates",
         "info",

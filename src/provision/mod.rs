@@ -4,5 +4,6 @@
 pub mod changes;
 pub mod expiry;
 pub mod mapping;
+pub mod plans;
 pub mod rejections;
 pub mod store;

@@ -1,6 +1,10 @@
 //! The SPI side of a login: trust configuration in, replay row, user upsert
 //! and audit row out. Every statement is schema-qualified and parameterized.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 use pgrx::prelude::*;
@@ -9,6 +13,7 @@ use pgrx::{JsonB, Uuid};
 
 use super::expiry::{Expiry, ExpiryPolicy};
 use super::mapping::{MappingRule, UserRecord};
+use super::plans;
 use crate::api::timestamptz;
 use crate::saml::validate::{Accepted, Policy};
 use crate::saml::verify::TrustedKey;
@@ -37,7 +42,7 @@ const IDP_BY_ENTITY_ID: &str = "
 
 pub fn find_idp(entity_id: &str) -> SpiResult<Option<IdpConfig>> {
     Spi::connect(|client| {
-        let table = client.select(IDP_BY_ENTITY_ID, Some(1), &[entity_id.into()])?;
+        let table = plans::select(client, IDP_BY_ENTITY_ID, Some(1), &[entity_id.into()])?;
         let Some(row) = table.into_iter().next() else {
             return Ok(None);
         };
@@ -69,17 +74,27 @@ pub fn find_idp(entity_id: &str) -> SpiResult<Option<IdpConfig>> {
 }
 
 const ACTIVE_CERTIFICATES: &str = "
-    SELECT c.id, c.certificate
+    SELECT c.id, c.certificate, c.fingerprint_sha256
       FROM saml_jit.idp_certificate c
       JOIN saml_jit.identity_provider idp ON idp.id = c.idp_id
      WHERE c.idp_id = $1 AND c.active
        AND (NOT idp.reject_expired_certificates OR c.not_after > $2)
      ORDER BY c.id";
 
-/// The IdP's active signing keys (all of them: rollover).
-pub fn trusted_keys(idp_id: i64, now: DateTime<Utc>) -> SpiResult<Vec<(i64, Vec<u8>)>> {
+thread_local! {
+    /// Parsed keys, per certificate row and fingerprint: a certificate row
+    /// that changes gets a new fingerprint (the table trigger recomputes it),
+    /// so a stale key can never be used; rows that disappear are simply no
+    /// longer asked for.
+    static KEYS: RefCell<HashMap<(i64, String), Rc<TrustedKey>>> = RefCell::default();
+}
+
+/// The IdP's active signing keys (all of them: rollover), parsed once per
+/// backend.
+pub fn trusted_keys(idp_id: i64, now: DateTime<Utc>) -> SpiResult<Vec<Rc<TrustedKey>>> {
     Spi::connect(|client| {
-        let table = client.select(
+        let table = plans::select(
+            client,
             ACTIVE_CERTIFICATES,
             None,
             &[idp_id.into(), timestamptz(now).into()],
@@ -87,8 +102,21 @@ pub fn trusted_keys(idp_id: i64, now: DateTime<Utc>) -> SpiResult<Vec<(i64, Vec<
         let mut out = Vec::new();
         for row in table {
             let id: i64 = row.get(1)?.unwrap_or_default();
-            let pem: String = row.get(2)?.unwrap_or_default();
-            out.push((id, der_of_pem(&pem)));
+            let fingerprint: String = row.get(3)?.unwrap_or_default();
+            let cached = KEYS.with(|k| k.borrow().get(&(id, fingerprint.clone())).cloned());
+            let key = match cached {
+                Some(key) => key,
+                None => {
+                    let pem: String = row.get(2)?.unwrap_or_default();
+                    let Ok(key) = TrustedKey::from_certificate_der(id, &der_of_pem(&pem)) else {
+                        continue;
+                    };
+                    let key = Rc::new(key);
+                    KEYS.with(|k| k.borrow_mut().insert((id, fingerprint), key.clone()));
+                    key
+                }
+            };
+            out.push(key);
         }
         Ok(out)
     })
@@ -103,11 +131,9 @@ fn der_of_pem(pem: &str) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-pub fn load_keys(rows: Vec<(i64, Vec<u8>)>) -> Vec<TrustedKey> {
-    rows.into_iter()
-        .filter_map(|(id, der)| TrustedKey::from_certificate_der(id, &der).ok())
-        .collect()
-}
+const CONSUME_ASSERTION: &str = "
+    INSERT INTO saml_jit.consumed_assertion (idp_id, assertion_id, valid_until)
+    VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING 1";
 
 /// Records the assertion as consumed. False when it already was (replay).
 /// Two sessions racing on one assertion serialize on the primary key: the
@@ -118,9 +144,9 @@ pub fn consume_assertion(
     valid_until: DateTime<Utc>,
 ) -> SpiResult<bool> {
     Spi::connect_mut(|client| {
-        let table = client.update(
-            "INSERT INTO saml_jit.consumed_assertion (idp_id, assertion_id, valid_until)
-             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING 1",
+        let table = plans::update(
+            client,
+            CONSUME_ASSERTION,
             None,
             &[
                 idp_id.into(),
@@ -223,7 +249,8 @@ pub fn upsert_user(
         .collect();
     Spi::connect_mut(|client| {
         let table = if idp.jit_create {
-            client.update(
+            plans::update(
+                client,
                 UPSERT_USER,
                 None,
                 &[
@@ -257,7 +284,8 @@ pub fn upsert_user(
                 ],
             )?
         } else {
-            client.update(
+            plans::update(
+                client,
                 UPDATE_EXISTING_ONLY,
                 None,
                 &[
@@ -315,15 +343,15 @@ const HAS_GROUP_RULES: &str =
 /// rule exists and unmapped values are kept).
 pub fn map_groups(idp: &IdpConfig, values: Vec<String>) -> SpiResult<Vec<String>> {
     Spi::connect(|client| {
-        let has_rules = client
-            .select(HAS_GROUP_RULES, Some(1), &[idp.id.into()])?
+        let has_rules = plans::select(client, HAS_GROUP_RULES, Some(1), &[idp.id.into()])?
             .first()
             .get_one::<bool>()?;
         if !has_rules.unwrap_or(false) && idp.keep_unmapped_groups {
             return Ok(values);
         }
         let mut groups: Vec<String> = Vec::new();
-        for row in client.select(
+        for row in plans::select(
+            client,
             MAP_GROUPS,
             None,
             &[
@@ -355,22 +383,47 @@ pub struct AuditEntry<'a> {
     pub detail: serde_json::Value,
 }
 
-pub fn audit(entry: AuditEntry<'_>) -> SpiResult<()> {
+const AUDIT_ROWS: &str = "
+    INSERT INTO saml_jit.audit_log
+           (event, reason, idp_id, user_id, subject, assertion_id, client_addr, detail)
+    SELECT e, r, i, u, s, a, c::inet, d
+      FROM unnest($1::text[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::text[],
+                  $7::text[], $8::jsonb[]) AS t(e, r, i, u, s, a, c, d)";
+
+/// Writes audit rows, all in one statement.
+pub fn audit(entries: Vec<AuditEntry<'_>>) -> SpiResult<()> {
+    let mut event = Vec::new();
+    let mut reason = Vec::new();
+    let mut idp = Vec::new();
+    let mut user = Vec::new();
+    let mut subject = Vec::new();
+    let mut assertion = Vec::new();
+    let mut addr = Vec::new();
+    let mut detail = Vec::new();
+    for e in entries {
+        event.push(Some(e.event.to_string()));
+        reason.push(e.reason.map(str::to_string));
+        idp.push(e.idp_id);
+        user.push(e.user_id);
+        subject.push(e.subject.map(str::to_string));
+        assertion.push(e.assertion_id.map(str::to_string));
+        addr.push(e.client_addr);
+        detail.push(Some(JsonB(e.detail)));
+    }
     Spi::connect_mut(|client| {
-        client.update(
-            "INSERT INTO saml_jit.audit_log
-                    (event, reason, idp_id, user_id, subject, assertion_id, client_addr, detail)
-             VALUES ($1, $2, $3, $4, $5, $6, $7::inet, $8)",
+        plans::update(
+            client,
+            AUDIT_ROWS,
             None,
             &[
-                entry.event.into(),
-                entry.reason.into(),
-                entry.idp_id.into(),
-                entry.user_id.into(),
-                entry.subject.into(),
-                entry.assertion_id.into(),
-                entry.client_addr.into(),
-                JsonB(entry.detail).into(),
+                event.into(),
+                reason.into(),
+                idp.into(),
+                user.into(),
+                subject.into(),
+                assertion.into(),
+                addr.into(),
+                detail.into(),
             ],
         )?;
         Ok(())
@@ -387,7 +440,7 @@ const MAPPING_RULES: &str = "
 pub fn mapping_rules(idp_id: i64) -> SpiResult<Vec<MappingRule>> {
     Spi::connect(|client| {
         let mut rules = Vec::new();
-        for row in client.select(MAPPING_RULES, None, &[idp_id.into()])? {
+        for row in plans::select(client, MAPPING_RULES, None, &[idp_id.into()])? {
             rules.push(MappingRule {
                 attribute: row.get(1)?.unwrap_or_default(),
                 target: row.get(2)?.unwrap_or_default(),
@@ -425,6 +478,11 @@ pub enum RequestState {
     Expired(String),
 }
 
+const ANSWER_REQUEST: &str = "
+    UPDATE saml_jit.authn_request SET consumed_at = now()
+     WHERE request_id = $1 AND idp_id = $2 AND consumed_at IS NULL AND expires_at > $3
+    RETURNING 1";
+
 /// Consumes the outstanding request `request_id` of the IdP. Two responses to
 /// one request serialize on its row: the second finds it answered.
 pub fn consume_request(
@@ -433,10 +491,9 @@ pub fn consume_request(
     now: DateTime<Utc>,
 ) -> SpiResult<RequestState> {
     Spi::connect_mut(|client| {
-        let answered = client.update(
-            "UPDATE saml_jit.authn_request SET consumed_at = now()
-              WHERE request_id = $1 AND idp_id = $2 AND consumed_at IS NULL AND expires_at > $3
-             RETURNING 1",
+        let answered = plans::update(
+            client,
+            ANSWER_REQUEST,
             None,
             &[request_id.into(), idp_id.into(), timestamptz(now).into()],
         )?;

@@ -2,6 +2,8 @@
 //! assertion: receive (decode, shape, DOM, issuer) -> the caller looks up the
 //! IdP -> verify (signatures, signed bytes) -> validate (profile checks).
 
+use std::rc::Rc;
+
 use chrono::{DateTime, Utc};
 
 use super::decode::decode_response;
@@ -106,7 +108,7 @@ pub fn receive(input: &str, max_bytes: usize) -> Result<Incoming, Reject> {
 /// ciphertext) was checked.
 pub fn verify(
     incoming: &Incoming,
-    keys: &[TrustedKey],
+    keys: &[Rc<TrustedKey>],
     allow_sha1: bool,
     sp_key: Option<&SpKey>,
 ) -> Result<Verified, Reject> {

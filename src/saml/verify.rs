@@ -7,6 +7,7 @@
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, CStr};
 use std::ptr;
+use std::rc::Rc;
 use std::sync::Once;
 
 use xmlsec::bindings as x;
@@ -343,7 +344,7 @@ pub fn verify_signature(
     doc: &Document,
     parent: Node,
     signature: Node,
-    keys: &[TrustedKey],
+    keys: &[Rc<TrustedKey>],
     allow_sha1: bool,
 ) -> Result<VerifiedSignature, Reject> {
     let shape = check_shape(parent, signature, allow_sha1)?;
