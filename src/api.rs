@@ -41,7 +41,7 @@ use pgrx::{Inet, JsonB, Uuid};
 use serde_json::json;
 
 use crate::gucs;
-use crate::provision::changes::{changed_columns, group_changes};
+use crate::provision::changes::{attribute_changes, changed_columns, group_changes};
 use crate::provision::expiry::expiry;
 use crate::provision::mapping::map_attributes;
 use crate::provision::rejections::{self, Rejection};
@@ -218,14 +218,15 @@ fn login(
     let mut user = map_attributes(&accepted.attributes, &store::mapping_rules(idp.id)?)?;
     user.groups = store::map_groups(&idp, std::mem::take(&mut user.groups))?;
     let expiry = expiry(&idp.expiry, &accepted.attributes, now)?;
-    let (user_id, created, before, after) =
+    let (user_id, created, before, after, attributes_change) =
         match store::upsert_user(&idp, &accepted, &user, &expiry)? {
             Upsert::Done {
                 user_id,
                 created,
                 before,
                 after,
-            } => (user_id, created, before, after),
+                attributes_change,
+            } => (user_id, created, before, after, attributes_change),
             Upsert::Disabled => {
                 return Err(reject(
                     Reason::UserDisabled,
@@ -267,16 +268,16 @@ fn login(
     )];
     if created {
         // The mapped columns; the attributes themselves are in users.attributes.
-        let mut user_row = after.clone();
-        if let Some(row) = user_row.as_object_mut() {
-            row.remove("attributes");
-        }
         rows.push(entry(
             "created",
-            json!({"user": user_row, "sources": sources_json(&user.sources)}),
+            json!({"user": after, "sources": sources_json(&user.sources)}),
         ));
     } else if let Some(before) = &before {
-        let changes = changed_columns(before, &after, &user.sources);
+        let mut changes = changed_columns(before, &after, &user.sources);
+        if let Some(change) = &attributes_change {
+            let keys = attribute_changes(&change["old"], &change["new"]);
+            changes.insert("attributes".into(), keys.into());
+        }
         if changes.contains_key("status") {
             rows.push(entry(
                 "reactivated",

@@ -5,7 +5,7 @@
 use serde_json::{json, Map, Value};
 
 /// Columns whose changes are audited.
-const AUDITED: [&str; 11] = [
+const AUDITED: [&str; 10] = [
     "name_id",
     "email",
     "first_name",
@@ -15,7 +15,6 @@ const AUDITED: [&str; 11] = [
     "organization",
     "employee_number",
     "groups",
-    "attributes",
     "status",
 ];
 
@@ -39,6 +38,20 @@ pub fn changed_columns(
             column.to_string(),
             json!({"old": old, "new": new, "attribute": attribute}),
         );
+    }
+    out
+}
+
+/// The keys of `attributes` whose values differ: {"key": {"old": .., "new": ..}}.
+pub fn attribute_changes(old: &Value, new: &Value) -> Map<String, Value> {
+    let empty = Map::new();
+    let (o, n) = (old.as_object().unwrap_or(&empty), new.as_object().unwrap_or(&empty));
+    let mut out = Map::new();
+    for key in o.keys().chain(n.keys()) {
+        let (a, b) = (o.get(key).unwrap_or(&Value::Null), n.get(key).unwrap_or(&Value::Null));
+        if a != b && !out.contains_key(key) {
+            out.insert(key.clone(), json!({"old": a, "new": b}));
+        }
     }
     out
 }

@@ -164,9 +164,11 @@ pub enum Upsert {
         user_id: Uuid,
         created: bool,
         /// The row before this login (None when created, or when a concurrent
-        /// session created it a moment earlier).
+        /// session created it a moment earlier), without `attributes`.
         before: Option<serde_json::Value>,
         after: serde_json::Value,
+        /// {"old": .., "new": ..} of `attributes` when this login changed them.
+        attributes_change: Option<serde_json::Value>,
     },
     Disabled,
     NotProvisioned,
@@ -214,7 +216,11 @@ const UPSERT_USER: &str = "
          WHERE u.status <> 'disabled'
         RETURNING u.id, (u.xmax = 0) AS created, to_jsonb(u) AS row
     )
-    SELECT up.id, up.created, (SELECT row FROM old), up.row FROM up";
+    SELECT up.id, up.created, (SELECT row - 'attributes' FROM old), up.row - 'attributes',
+           CASE WHEN (SELECT row -> 'attributes' FROM old) IS DISTINCT FROM up.row -> 'attributes'
+                THEN jsonb_build_object('old', (SELECT row -> 'attributes' FROM old), 'new', up.row -> 'attributes')
+           END
+      FROM up";
 
 const UPDATE_EXISTING_ONLY: &str = "
     WITH old AS MATERIALIZED (
@@ -227,7 +233,11 @@ const UPDATE_EXISTING_ONLY: &str = "
          WHERE u.idp_id = $1 AND u.subject = $2 AND u.status <> 'disabled'
         RETURNING u.id, false AS created, to_jsonb(u) AS row
     )
-    SELECT up.id, up.created, (SELECT row FROM old), up.row FROM up";
+    SELECT up.id, up.created, (SELECT row - 'attributes' FROM old), up.row - 'attributes',
+           CASE WHEN (SELECT row -> 'attributes' FROM old) IS DISTINCT FROM up.row -> 'attributes'
+                THEN jsonb_build_object('old', (SELECT row -> 'attributes' FROM old), 'new', up.row -> 'attributes')
+           END
+      FROM up";
 
 const USER_STATUS: &str = "SELECT status FROM saml_jit.users WHERE idp_id = $1 AND subject = $2";
 
@@ -302,6 +312,7 @@ pub fn upsert_user(
                 created: row.get(2)?.unwrap_or(false),
                 before: row.get::<JsonB>(3)?.map(|j| j.0),
                 after: row.get::<JsonB>(4)?.map(|j| j.0).unwrap_or_default(),
+                attributes_change: row.get::<JsonB>(5)?.map(|j| j.0),
             });
         }
         let status: Option<String> = client
