@@ -45,10 +45,16 @@ pub fn changed_columns(
 /// The keys of `attributes` whose values differ: {"key": {"old": .., "new": ..}}.
 pub fn attribute_changes(old: &Value, new: &Value) -> Map<String, Value> {
     let empty = Map::new();
-    let (o, n) = (old.as_object().unwrap_or(&empty), new.as_object().unwrap_or(&empty));
+    let (o, n) = (
+        old.as_object().unwrap_or(&empty),
+        new.as_object().unwrap_or(&empty),
+    );
     let mut out = Map::new();
     for key in o.keys().chain(n.keys()) {
-        let (a, b) = (o.get(key).unwrap_or(&Value::Null), n.get(key).unwrap_or(&Value::Null));
+        let (a, b) = (
+            o.get(key).unwrap_or(&Value::Null),
+            n.get(key).unwrap_or(&Value::Null),
+        );
         if a != b && !out.contains_key(key) {
             out.insert(key.clone(), json!({"old": a, "new": b}));
         }

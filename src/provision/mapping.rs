@@ -152,19 +152,24 @@ fn first_value(attributes: &[Attribute], names: &[&str]) -> Option<(String, Stri
     })
 }
 
+/// Non-empty values, first occurrence kept, in order. (A hash set: group
+/// lists of hundreds of values are common, and a linear scan per value
+/// showed up in profiles.)
+pub fn distinct(values: impl Iterator<Item = String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    values
+        .filter(|v| !v.is_empty() && seen.insert(v.clone()))
+        .collect()
+}
+
 /// Applies the built-in default mapping.
 pub fn default_mapping(attributes: &[Attribute]) -> UserRecord {
-    let mut groups: Vec<String> = Vec::new();
-    for a in attributes
-        .iter()
-        .filter(|a| GROUPS.iter().any(|g| matches(a, g)))
-    {
-        for v in a.values.iter().map(|v| v.trim()).filter(|v| !v.is_empty()) {
-            if !groups.iter().any(|g| g == v) {
-                groups.push(v.to_string());
-            }
-        }
-    }
+    let groups = distinct(
+        attributes
+            .iter()
+            .filter(|a| GROUPS.iter().any(|g| matches(a, g)))
+            .flat_map(|a| a.values.iter().map(|v| v.trim().to_string())),
+    );
     let mut all = Map::new();
     for a in attributes {
         all.insert(
@@ -280,13 +285,7 @@ pub fn map_attributes(
         }
         user.set_source(&rule.target, source.map(|a| a.name.as_str()));
         if rule.target == "groups" {
-            let mut groups: Vec<String> = Vec::new();
-            for v in values {
-                if !groups.contains(&v) {
-                    groups.push(v);
-                }
-            }
-            user.groups = groups;
+            user.groups = distinct(values.into_iter());
             continue;
         }
         let value = match (values.len(), rule.multi_value.as_str()) {

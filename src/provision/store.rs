@@ -360,7 +360,7 @@ pub fn map_groups(idp: &IdpConfig, values: Vec<String>) -> SpiResult<Vec<String>
         if !has_rules.unwrap_or(false) && idp.keep_unmapped_groups {
             return Ok(values);
         }
-        let mut groups: Vec<String> = Vec::new();
+        let mut mapped = Vec::new();
         for row in plans::select(
             client,
             MAP_GROUPS,
@@ -372,13 +372,10 @@ pub fn map_groups(idp: &IdpConfig, values: Vec<String>) -> SpiResult<Vec<String>
             ],
         )? {
             if let Some(g) = row.get::<String>(1)? {
-                let g = g.trim().to_string();
-                if !g.is_empty() && !groups.contains(&g) {
-                    groups.push(g);
-                }
+                mapped.push(g.trim().to_string());
             }
         }
-        Ok(groups)
+        Ok(super::mapping::distinct(mapped.into_iter()))
     })
 }
 
