@@ -96,45 +96,13 @@ $$;
 
 -- List-based deprovisioning: the IdP (or HR) sends the subjects to disable.
 -- Disabled users are refused at login and JIT never recreates or re-enables
--- them. Every subject is reported back: disabled, already_disabled or unknown.
-CREATE FUNCTION @extschema@.saml_jit_disable_users(idp_entity_id text, subjects text[])
+-- them. Every subject is reported back, none silently ignored:
+--   disable: disabled, already_disabled or unknown
+--   enable:  enabled (active again, or expired if its expiry has passed),
+--            not_disabled or unknown
+CREATE FUNCTION saml_jit.set_users_disabled(idp_entity_id text, subjects text[], disable boolean)
 RETURNS TABLE (subject text, outcome text)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-#variable_conflict use_column
-DECLARE
-    idp bigint;
-    s text;
-    uid uuid;
-    old_status text;
-BEGIN
-    SELECT i.id INTO idp FROM saml_jit.identity_provider i WHERE i.entity_id = idp_entity_id;
-    IF idp IS NULL THEN
-        RAISE EXCEPTION 'unknown identity provider %', quote_literal(idp_entity_id)
-            USING ERRCODE = 'undefined_object';
-    END IF;
-    FOREACH s IN ARRAY (SELECT coalesce(array_agg(DISTINCT x ORDER BY x), '{}') FROM unnest(subjects) x WHERE x IS NOT NULL) LOOP
-        SELECT u.id, u.status INTO uid, old_status FROM saml_jit.users u
-         WHERE u.idp_id = idp AND u.subject = s FOR UPDATE;
-        IF uid IS NULL THEN
-            subject := s; outcome := 'unknown'; RETURN NEXT;
-        ELSIF old_status = 'disabled' THEN
-            subject := s; outcome := 'already_disabled'; RETURN NEXT;
-        ELSE
-            UPDATE saml_jit.users u SET status = 'disabled', updated_at = now() WHERE u.id = uid;
-            INSERT INTO saml_jit.audit_log (event, idp_id, user_id, subject, detail)
-            VALUES ('disabled', idp, uid, s, jsonb_build_object('from', old_status, 'via', 'saml_jit_disable_users'));
-            subject := s; outcome := 'disabled'; RETURN NEXT;
-        END IF;
-        uid := NULL;
-    END LOOP;
-END
-$$;
-
--- The reverse: a re-enabled user is active again (or expired, if its expiry
--- has passed in the meantime). Reports enabled, not_disabled or unknown.
-CREATE FUNCTION @extschema@.saml_jit_enable_users(idp_entity_id text, subjects text[])
-RETURNS TABLE (subject text, outcome text)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
     idp bigint;
@@ -149,25 +117,47 @@ BEGIN
             USING ERRCODE = 'undefined_object';
     END IF;
     FOREACH s IN ARRAY (SELECT coalesce(array_agg(DISTINCT x ORDER BY x), '{}') FROM unnest(subjects) x WHERE x IS NOT NULL) LOOP
+        uid := NULL;
         SELECT u.id, u.status INTO uid, old_status FROM saml_jit.users u
          WHERE u.idp_id = idp AND u.subject = s FOR UPDATE;
+        subject := s;
         IF uid IS NULL THEN
-            subject := s; outcome := 'unknown'; RETURN NEXT;
-        ELSIF old_status <> 'disabled' THEN
-            subject := s; outcome := 'not_disabled'; RETURN NEXT;
+            outcome := 'unknown';
+        ELSIF disable AND old_status = 'disabled' THEN
+            outcome := 'already_disabled';
+        ELSIF NOT disable AND old_status <> 'disabled' THEN
+            outcome := 'not_disabled';
         ELSE
             UPDATE saml_jit.users u
-               SET status = CASE WHEN u.expires_at <= saml_jit.effective_now() THEN 'expired' ELSE 'active' END,
+               SET status = CASE WHEN disable THEN 'disabled'
+                                 WHEN u.expires_at <= saml_jit.effective_now() THEN 'expired'
+                                 ELSE 'active' END,
                    updated_at = now()
              WHERE u.id = uid
             RETURNING u.status INTO new_status;
             INSERT INTO saml_jit.audit_log (event, idp_id, user_id, subject, detail)
-            VALUES ('enabled', idp, uid, s, jsonb_build_object('to', new_status, 'via', 'saml_jit_enable_users'));
-            subject := s; outcome := 'enabled'; RETURN NEXT;
+            VALUES (CASE WHEN disable THEN 'disabled' ELSE 'enabled' END, idp, uid, s,
+                    jsonb_build_object('from', old_status, 'to', new_status,
+                                       'via', CASE WHEN disable THEN 'saml_jit_disable_users'
+                                                   ELSE 'saml_jit_enable_users' END));
+            outcome := CASE WHEN disable THEN 'disabled' ELSE 'enabled' END;
         END IF;
-        uid := NULL;
+        RETURN NEXT;
     END LOOP;
 END
+$$;
+REVOKE EXECUTE ON FUNCTION saml_jit.set_users_disabled(text, text[], boolean) FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.saml_jit_disable_users(idp_entity_id text, subjects text[])
+RETURNS TABLE (subject text, outcome text)
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT * FROM saml_jit.set_users_disabled(idp_entity_id, subjects, true)
+$$;
+
+CREATE FUNCTION @extschema@.saml_jit_enable_users(idp_entity_id text, subjects text[])
+RETURNS TABLE (subject text, outcome text)
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT * FROM saml_jit.set_users_disabled(idp_entity_id, subjects, false)
 $$;
 
 REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_purge() FROM PUBLIC;
