@@ -213,6 +213,20 @@ mod tests {
     }
 
     #[pg_test]
+    fn no_saml_jit_function_is_executable_by_public() {
+        let open = Spi::get_one::<String>(
+            "SELECT string_agg(p.oid::regprocedure::text, ', ')
+               FROM pg_proc p
+               JOIN pg_depend d ON d.objid = p.oid AND d.deptype = 'e'
+               JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'saml_jit'
+              WHERE p.proname LIKE 'saml\\_jit\\_%'
+                AND has_function_privilege('public', p.oid, 'EXECUTE')",
+        )
+        .unwrap();
+        assert_eq!(open, None, "executable by PUBLIC");
+    }
+
+    #[pg_test]
     fn user_tables_are_kept_by_pg_dump() {
         let missing = Spi::get_one::<String>(
             "SELECT string_agg(t, ', ') FROM unnest(ARRAY[
