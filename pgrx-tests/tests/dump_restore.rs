@@ -20,8 +20,11 @@ fn dsn_parts() -> (String, String) {
 fn a_dump_restores_trust_users_audit_and_replay_guard() {
     let mut c = fresh_database("it_dump_src");
     trust_demo_idp(&mut c);
-    c.execute("INSERT INTO saml_jit.attribute_mapping (attribute, target) VALUES ('title', 'title')", &[])
-        .unwrap();
+    c.execute(
+        "INSERT INTO saml_jit.attribute_mapping (attribute, target) VALUES ('title', 'title')",
+        &[],
+    )
+    .unwrap();
     let used = mint_one(spec("kept"));
     login(&mut c, &used, None).unwrap();
     let (host, port) = dsn_parts();
@@ -34,15 +37,35 @@ fn a_dump_restores_trust_users_audit_and_replay_guard() {
         .unwrap();
     assert!(status.success(), "pg_dump");
     let mut admin = Client::connect(&dsn(), NoTls).unwrap();
-    admin.batch_execute("DROP DATABASE IF EXISTS it_dump_dst WITH (FORCE)").unwrap();
+    admin
+        .batch_execute("DROP DATABASE IF EXISTS it_dump_dst WITH (FORCE)")
+        .unwrap();
     admin.batch_execute("CREATE DATABASE it_dump_dst").unwrap();
     let out = Command::new("psql")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", &host, "-p", &port, "-U", "postgres", "-d", "it_dump_dst", "-f"])
+        .args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            &host,
+            "-p",
+            &port,
+            "-U",
+            "postgres",
+            "-d",
+            "it_dump_dst",
+            "-f",
+        ])
         .arg(&dump)
         .output()
         .unwrap();
     let _ = std::fs::remove_file(&dump);
-    assert!(out.status.success(), "restore: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "restore: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut r = Client::connect(&dsn_for("it_dump_dst", "postgres"), NoTls).unwrap();
     let counts: Vec<i64> = [
         "saml_jit.service_provider",
@@ -53,10 +76,17 @@ fn a_dump_restores_trust_users_audit_and_replay_guard() {
         "saml_jit.consumed_assertion",
     ]
     .iter()
-    .map(|t| r.query_one(&format!("SELECT count(*) FROM {t}"), &[]).unwrap().get(0))
+    .map(|t| {
+        r.query_one(&format!("SELECT count(*) FROM {t}"), &[])
+            .unwrap()
+            .get(0)
+    })
     .collect();
     assert_eq!(counts, [1, 1, 1, 1, 1, 1]);
-    let audit: i64 = r.query_one("SELECT count(*) FROM saml_jit.audit_log", &[]).unwrap().get(0);
+    let audit: i64 = r
+        .query_one("SELECT count(*) FROM saml_jit.audit_log", &[])
+        .unwrap()
+        .get(0);
     assert!(audit >= 2, "the audit trail survives");
     // The restored replay guard still refuses the used assertion...
     assert_rejected(login(&mut r, &used, None), "replay");
@@ -65,7 +95,10 @@ fn a_dump_restores_trust_users_audit_and_replay_guard() {
     assert_eq!(l.action, "updated");
     // Identity counters continue after the restored rows.
     let id: i64 = r
-        .query_one("SELECT saml_jit_add_sp('https://second.example/sp', 'https://second.example/acs')", &[])
+        .query_one(
+            "SELECT saml_jit_add_sp('https://second.example/sp', 'https://second.example/acs')",
+            &[],
+        )
         .unwrap()
         .get(0);
     assert_eq!(id, 2);
