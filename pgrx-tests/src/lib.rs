@@ -82,6 +82,16 @@ pub fn trust_demo_idp(client: &mut Client) {
         .unwrap();
 }
 
+/// Installs the test SP key pair (fixtures sp.key / sp.crt) for SP.
+pub fn install_sp_key(client: &mut Client) {
+    client
+        .execute(
+            "SELECT saml_jit_set_sp_key($1, $2, $3)",
+            &[&SP, &read_fixture("sp.key"), &read_fixture("sp.crt")],
+        )
+        .unwrap();
+}
+
 /// The default minting spec: the demo IdP, an assertion signed with RSA-SHA256.
 pub fn spec(user: &str) -> Value {
     json!({

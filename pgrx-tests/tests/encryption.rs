@@ -28,11 +28,7 @@ fn encrypted_assertions_decrypt_with_the_sp_key() {
     // Without an SP key the login cannot read the assertion.
     let detail = assert_rejected(login(&mut c, &responses[4], None), "encrypted_unsupported");
     assert!(detail.contains("saml_jit_set_sp_key"), "{detail}");
-    c.execute(
-        "SELECT saml_jit_set_sp_key($1, $2, $3)",
-        &[&SP, &read_fixture("sp.key"), &read_fixture("sp.crt")],
-    )
-    .unwrap();
+    install_sp_key(&mut c);
     for (i, r) in responses[..3].iter().enumerate() {
         let user = format!("e{}", i + 1);
         let l = login(&mut c, r, None).unwrap_or_else(|e| panic!("{user}: {e:?}"));
@@ -82,11 +78,7 @@ fn the_sp_key_is_checked_when_stored() {
         )
         .expect_err("unknown SP");
     assert_eq!(sqlstate(&err), "42704");
-    c.execute(
-        "SELECT saml_jit_set_sp_key($1, $2, $3)",
-        &[&SP, &read_fixture("sp.key"), &read_fixture("sp.crt")],
-    )
-    .unwrap();
+    install_sp_key(&mut c);
     let fp: String = c
         .query_one("SELECT fingerprint_sha256 FROM saml_jit.sp_key", &[])
         .unwrap()
@@ -123,11 +115,7 @@ fn encrypted_ids_and_attributes_decrypt_inside_a_signed_assertion() {
     );
     let detail = assert_rejected(login(&mut c, &first, None), "encrypted_unsupported");
     assert!(detail.contains("EncryptedID"), "{detail}");
-    c.execute(
-        "SELECT saml_jit_set_sp_key($1, $2, $3)",
-        &[&SP, &read_fixture("sp.key"), &read_fixture("sp.crt")],
-    )
-    .unwrap();
+    install_sp_key(&mut c);
     let l = login(&mut c, &encrypted_ids("hidden@example.com"), None).expect("decrypted");
     assert_eq!(l.subject, "hidden@example.com", "from the EncryptedID");
     assert_eq!(

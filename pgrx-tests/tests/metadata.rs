@@ -222,11 +222,7 @@ fn sp_metadata_is_valid_against_the_saml_schema() {
         &[&SP, &"https://app.test.example/acs?a=1&b=2"],
     )
     .unwrap();
-    c.execute(
-        "SELECT saml_jit_set_sp_key($1, $2, $3)",
-        &[&SP, &read_fixture("sp.key"), &read_fixture("sp.crt")],
-    )
-    .unwrap();
+    install_sp_key(&mut c);
     let xml: String = c
         .query_one("SELECT saml_jit_sp_metadata()::text", &[])
         .unwrap()

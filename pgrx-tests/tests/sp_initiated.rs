@@ -137,11 +137,7 @@ fn signed_requests_verify_with_the_sp_certificate() {
         .query("SELECT * FROM saml_jit_authn_request($1)", &[&IDP])
         .unwrap_err();
     assert_eq!(sqlstate(&err), "22023", "no SP key yet");
-    c.execute(
-        "SELECT saml_jit_set_sp_key($1, $2, $3)",
-        &[&SP, &read_fixture("sp.key"), &read_fixture("sp.crt")],
-    )
-    .unwrap();
+    install_sp_key(&mut c);
     let (_, url) = start(&mut c, Some("rs"));
     let query = url.split_once('?').unwrap().1;
     let signed_part =

@@ -4,19 +4,14 @@
 
 use serde_json::{json, Map, Value};
 
-/// Columns whose changes are audited.
-const AUDITED: [&str; 10] = [
-    "name_id",
-    "email",
-    "first_name",
-    "last_name",
-    "display_name",
-    "title",
-    "organization",
-    "employee_number",
-    "groups",
-    "status",
-];
+use super::mapping::COLUMNS;
+
+/// Columns whose changes are audited: the NameID, every mapped column, the status.
+fn audited() -> impl Iterator<Item = &'static str> {
+    std::iter::once("name_id")
+        .chain(COLUMNS)
+        .chain(std::iter::once("status"))
+}
 
 /// Changed columns: {"title": {"old": .., "new": .., "attribute": ..}}.
 pub fn changed_columns(
@@ -25,7 +20,7 @@ pub fn changed_columns(
     sources: &[(String, String)],
 ) -> Map<String, Value> {
     let mut out = Map::new();
-    for column in AUDITED {
+    for column in audited() {
         let (old, new) = (&before[column], &after[column]);
         if old == new {
             continue;

@@ -70,7 +70,7 @@ pub struct UserRecord {
     pub on_create_only: Vec<String>,
 }
 
-/// The users columns a mapping can fill, in the order of the upsert statement.
+/// The users columns a mapping can fill.
 pub const COLUMNS: [&str; 8] = [
     "email",
     "first_name",
