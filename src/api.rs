@@ -195,7 +195,13 @@ fn login(
     // A response to an AuthnRequest must answer one this SP sent and nobody
     // answered yet. (Rolled back with everything else if a later check fails.)
     let answered_request = match verified.envelope.in_response_to.as_deref() {
-        Some(request_id) => answered_request(&idp, request_id, in_response_to, now)?,
+        Some(request_id) => answered_request(
+            &idp,
+            request_id,
+            &verified.assertion.id,
+            in_response_to,
+            now,
+        )?,
         None => None,
     };
     let accepted = accept(
@@ -329,6 +335,7 @@ fn sources_json(sources: &[(String, String)]) -> serde_json::Value {
 fn answered_request(
     idp: &store::IdpConfig,
     request_id: &str,
+    assertion_id: &str,
     expected: Option<&str>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Option<String>, LoginError> {
@@ -342,6 +349,19 @@ fn answered_request(
              (requests come from saml_jit_authn_request; pass in_response_to if the application tracks its own)",
             idp.policy.idp_entity_id
         ))),
+        // The same response posted again (back button, a stolen POST): say
+        // replay, the precise reason, rather than the request's state.
+        RequestState::AlreadyAnswered(_) if store::probe::assertion_consumed(idp.id, assertion_id)? => {
+            Err(reject(
+                Reason::Replay,
+                format!(
+                    "assertion {assertion_id:?} from {:?} was already used (it answered request {request_id:?}); \
+                     every assertion is accepted once",
+                    idp.policy.idp_entity_id
+                ),
+            )
+            .into())
+        }
         RequestState::AlreadyAnswered(at) => Err(mismatch(format!(
             "request {request_id:?} was already answered at {at}; each AuthnRequest is answered once"
         ))),

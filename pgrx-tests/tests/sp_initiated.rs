@@ -86,6 +86,9 @@ fn a_request_answered_by_a_real_idp_logs_in_once() {
     login(&mut c, &first, None).expect("the answer to an outstanding request");
     let detail = assert_rejected(login(&mut c, &second, None), "in_response_to_mismatch");
     assert!(detail.contains("already answered"), "{detail}");
+    // The very same response posted again is named for what it is.
+    let detail = assert_rejected(login(&mut c, &first, None), "replay");
+    assert!(detail.contains("already used"), "{detail}");
     let consumed: bool = c
         .query_one(
             "SELECT consumed_at IS NOT NULL FROM saml_jit.authn_request WHERE request_id = $1",

@@ -1,0 +1,125 @@
+"""The example application: what an application backend needs for SAML SSO
+when saml_jit does the work inside PostgreSQL.
+
+    GET  /               home page with a "Sign in with SSO" button
+    GET  /login          SP-initiated login: saml_jit_authn_request, then a
+                         redirect to the IdP
+    POST /saml/acs       the Assertion Consumer Service: the posted
+                         SAMLResponse goes to saml_jit_login, which verifies,
+                         provisions and audits in one transaction
+    GET  /saml/metadata  this SP's metadata for the IdP administrator
+    GET  /profile        the provisioned user, groups and last audit rows
+    POST /logout
+
+Settings (environment): SAML_JIT_DSN (libpq string of the application's
+role), IDP_ENTITY_ID (the IdP /login sends users to), SECRET_KEY, PORT.
+"""
+
+import json
+import os
+import secrets
+
+import psycopg
+from flask import Flask, abort, redirect, render_template, request, session, url_for
+
+app = Flask(__name__)
+app.secret_key = os.environ.get("SECRET_KEY") or secrets.token_hex(32)
+DSN = os.environ.get("SAML_JIT_DSN", "dbname=app")
+IDP_ENTITY_ID = os.environ.get("IDP_ENTITY_ID", "")
+
+
+def db():
+    # One connection per request keeps the example short; a real backend
+    # would use a pool (psycopg_pool) the same way.
+    return psycopg.connect(DSN, autocommit=True)
+
+
+def local_path(relay_state):
+    """RelayState comes back from the browser: only follow paths of this site."""
+    if relay_state and relay_state.startswith("/") and not relay_state.startswith("//"):
+        return relay_state
+    return url_for("profile")
+
+
+@app.get("/")
+def home():
+    return render_template("home.html", signed_in="user_id" in session)
+
+
+@app.get("/login")
+def login():
+    with db() as conn:
+        row = conn.execute(
+            "SELECT redirect_url FROM saml_jit_authn_request(%s, relay_state => %s)",
+            (IDP_ENTITY_ID, request.args.get("next", "/profile")),
+        ).fetchone()
+    return redirect(row[0])
+
+
+@app.post("/saml/acs")
+def acs():
+    saml_response = request.form.get("SAMLResponse")
+    if not saml_response:
+        abort(400, "no SAMLResponse in the POST")
+    try:
+        with db() as conn:
+            user = conn.execute(
+                """SELECT user_id, display_name, action
+                     FROM saml_jit_login(%s, client_addr => %s)""",
+                (saml_response, request.remote_addr),
+            ).fetchone()
+    except psycopg.errors.InvalidAuthorizationSpecification as e:
+        # SQLSTATE 28000: the response was refused. The reason code is stable
+        # (API.md); the DETAIL says what the IdP administrator has to fix.
+        reason = e.diag.message_primary.removeprefix("SAML response rejected: ")
+        app.logger.warning("SAML login refused: %s (%s)", reason, e.diag.message_detail)
+        return render_template("refused.html", reason=reason, detail=e.diag.message_detail), 403
+    session.clear()
+    session["user_id"] = str(user[0])
+    session["last_action"] = user[2]
+    return redirect(local_path(request.form.get("RelayState")))
+
+
+@app.get("/saml/metadata")
+def metadata():
+    with db() as conn:
+        xml = conn.execute("SELECT saml_jit_sp_metadata()::text").fetchone()[0]
+    return xml, 200, {"Content-Type": "application/samlmetadata+xml"}
+
+
+@app.get("/profile")
+def profile():
+    if "user_id" not in session:
+        return redirect(url_for("login", next="/profile"))
+    with db() as conn:
+        cur = conn.execute(
+            """SELECT subject, email, display_name, title, groups, status, login_count,
+                      created_at, last_login_at
+                 FROM saml_jit.users WHERE id = %s""",
+            (session["user_id"],),
+        )
+        user = dict(zip([c.name for c in cur.description], cur.fetchone() or ()))
+        audit = conn.execute(
+            """SELECT occurred_at, event, detail FROM saml_jit.audit_log
+                WHERE user_id = %s ORDER BY id DESC LIMIT 8""",
+            (session["user_id"],),
+        ).fetchall()
+    if not user:
+        session.clear()
+        return redirect(url_for("home"))
+    return render_template(
+        "profile.html",
+        user=user,
+        action=session.get("last_action"),
+        audit=[(t, event, json.dumps(detail, sort_keys=True)) for t, event, detail in audit],
+    )
+
+
+@app.post("/logout")
+def logout():
+    session.clear()
+    return redirect(url_for("home"))
+
+
+if __name__ == "__main__":
+    app.run(host="127.0.0.1", port=int(os.environ.get("PORT", "8000")))

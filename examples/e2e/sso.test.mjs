@@ -1,0 +1,188 @@
+// A person's SSO session, driven in headless Chromium (Debian's /usr/bin/chromium)
+// against the example stack that scripts/e2e starts: the example app, the
+// pysaml2 IdP with its login form, PostgreSQL with saml_jit.
+//
+// Environment: APP_URL, IDP_URL, IDP_USERS (the IdP's users file),
+// SCREENSHOTS (directory for one PNG per step), CHROMIUM (optional path).
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const APP_URL = required('APP_URL');
+const IDP_URL = required('IDP_URL');
+const IDP_USERS = required('IDP_USERS');
+const SCREENSHOTS = required('SCREENSHOTS');
+
+function required(name) {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: run this test through scripts/e2e`);
+  return value;
+}
+
+let browser;
+let page;
+// The body of every POST the browser sends to the ACS, in order.
+const acsPosts = [];
+
+async function shot(name) {
+  await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
+}
+
+// Starts at the app, signs in at the IdP's form, returns where the browser lands.
+async function signIn(username, password) {
+  await page.goto(`${APP_URL}/`);
+  await page.click('#sso');
+  await page.waitForURL(`${IDP_URL}/sso/redirect?**`);
+  await page.fill('#username', username);
+  await page.fill('#password', password);
+  // The IdP's page posts the SAMLResponse to the ACS by itself; the ACS then
+  // redirects (signed in) or answers with an error page.
+  await Promise.all([
+    page.waitForResponse((r) => r.url() === `${APP_URL}/saml/acs`),
+    page.click('button[type=submit]'),
+  ]);
+  await page.waitForLoadState('networkidle');
+}
+
+async function signOut() {
+  await page.goto(`${APP_URL}/`);
+  const button = page.locator('header button');
+  if (await button.count()) await Promise.all([page.waitForURL(`${APP_URL}/`), button.click()]);
+}
+
+function editIdpUser(username, edit) {
+  const users = JSON.parse(readFileSync(IDP_USERS, 'utf8'));
+  edit(users[username].attributes);
+  writeFileSync(IDP_USERS, JSON.stringify(users, null, 2));
+}
+
+async function auditEvents() {
+  return page.locator('#audit td.event').allTextContents();
+}
+
+describe('SP-initiated SSO through the example app', () => {
+  before(async () => {
+    mkdirSync(SCREENSHOTS, { recursive: true });
+    browser = await chromium.launch({
+      executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+      args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking'],
+    });
+    page = await browser.newPage({ viewport: { width: 1000, height: 720 } });
+    page.on('request', (request) => {
+      if (request.method() === 'POST' && request.url() === `${APP_URL}/saml/acs`) {
+        acsPosts.push(request.postData());
+      }
+    });
+  });
+
+  after(async () => {
+    await browser?.close();
+  });
+
+  test('an unauthenticated visitor is sent to the IdP with an AuthnRequest', async () => {
+    await page.goto(`${APP_URL}/`);
+    await shot('01-app-home');
+    await page.click('#sso');
+    await page.waitForURL(`${IDP_URL}/sso/redirect?**`);
+    const url = new URL(page.url());
+    assert.ok(url.searchParams.get('SAMLRequest'), 'the redirect carries a SAMLRequest');
+    assert.equal(url.searchParams.get('RelayState'), '/profile');
+    assert.match(await page.locator('main').innerText(), /Requested by .*\/saml\/metadata/);
+    await shot('02-idp-login-form');
+  });
+
+  test('a wrong password stays at the IdP', async () => {
+    await page.fill('#username', 'ada');
+    await page.fill('#password', 'guess');
+    await page.click('button[type=submit]');
+    await page.waitForLoadState('networkidle');
+    assert.ok(page.url().startsWith(IDP_URL), page.url());
+    assert.match(await page.locator('.error').innerText(), /Wrong username or password/);
+    assert.equal(acsPosts.length, 0, 'nothing was posted to the application');
+  });
+
+  test('the first login creates the user with its groups and audit rows', async () => {
+    await signIn('ada', 'correct horse battery staple');
+    assert.equal(page.url(), `${APP_URL}/profile`, 'RelayState brought the browser back to /profile');
+    assert.match(await page.locator('#action').innerText(), /account created/);
+    assert.equal(await page.locator('#title').innerText(), 'Analyst');
+    const groups = await page.locator('#groups .badge').allTextContents();
+    assert.deepEqual(groups.sort(), ['app:developer', 'app:member']);
+    assert.match(await page.locator('#user').innerText(), /ada@example\.com/);
+    assert.match(await page.locator('#user').innerText(), /u-10815/);
+    assert.deepEqual((await auditEvents()).sort(), ['created', 'login']);
+    await shot('03-profile-created');
+  });
+
+  test('after the IdP changes an attribute, the next login updates the user', async () => {
+    await signOut();
+    editIdpUser('ada', (a) => {
+      a.title = ['Principal Analyst'];
+      a.memberOf = ['engineering', 'staff', 'auditors'];
+    });
+    await signIn('ada', 'correct horse battery staple');
+    assert.match(await page.locator('#action').innerText(), /account updated/);
+    assert.equal(await page.locator('#title').innerText(), 'Principal Analyst');
+    const groups = await page.locator('#groups .badge').allTextContents();
+    assert.deepEqual(groups.sort(), ['app:developer', 'app:member', 'auditors']);
+    assert.equal(await page.locator('#logins').innerText(), '2');
+    const events = await auditEvents();
+    assert.deepEqual(events.slice(0, 2).sort(), ['login', 'updated']);
+    const audit = await page.locator('#audit').innerText();
+    assert.match(audit, /"old": "Analyst"/);
+    assert.match(audit, /"new": "Principal Analyst"/);
+    await shot('04-profile-updated');
+  });
+
+  test('a tampered SAMLResponse is refused with a clear error page', async () => {
+    await signOut();
+    // The browser's POST to the ACS is rewritten in flight: the signed title
+    // is changed, as an attacker holding a valid response would try.
+    await page.route(`${APP_URL}/saml/acs`, async (route) => {
+      const form = new URLSearchParams(route.request().postData());
+      const xml = Buffer.from(form.get('SAMLResponse'), 'base64').toString('utf8');
+      const forged = xml.replace('Principal Analyst', 'Administrator');
+      assert.notEqual(forged, xml, 'the response carries the title to forge');
+      form.set('SAMLResponse', Buffer.from(forged, 'utf8').toString('base64'));
+      await route.continue({ postData: form.toString() });
+    });
+    try {
+      await signIn('ada', 'correct horse battery staple');
+    } finally {
+      await page.unroute(`${APP_URL}/saml/acs`);
+    }
+    assert.equal(page.url(), `${APP_URL}/saml/acs`);
+    assert.match(await page.locator('h1').innerText(), /Sign-in refused/);
+    assert.equal(await page.locator('#reason').innerText(), 'signature_invalid');
+    assert.ok((await page.locator('#detail').innerText()).length > 20, 'the DETAIL says what failed');
+    assert.equal(await page.locator('header button').count(), 0, 'no session was started');
+    await shot('05-tampered-refused');
+  });
+
+  test('a response posted a second time is refused as a replay', async () => {
+    // The untampered response of the second login, posted again by a form
+    // the way a browser's back button or an eavesdropper would.
+    const replayed = new URLSearchParams(acsPosts[1]).get('SAMLResponse');
+    assert.ok(replayed, 'the second login was captured');
+    await page.goto(`${APP_URL}/`);
+    await page.evaluate(([action, value]) => {
+      const form = document.createElement('form');
+      form.method = 'post';
+      form.action = action;
+      const input = document.createElement('input');
+      input.type = 'hidden';
+      input.name = 'SAMLResponse';
+      input.value = value;
+      form.appendChild(input);
+      document.body.appendChild(form);
+      form.submit();
+    }, [`${APP_URL}/saml/acs`, replayed]);
+    await page.waitForURL(`${APP_URL}/saml/acs`);
+    await page.waitForLoadState('networkidle');
+    assert.equal(await page.locator('#reason').innerText(), 'replay');
+    await shot('06-replay-refused');
+  });
+});

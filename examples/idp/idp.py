@@ -1,0 +1,214 @@
+"""A small but real SAML 2.0 IdP for the example: pysaml2 (PyPI) behind a
+login form, signing with its own key, the way a customer's Okta or Keycloak
+would answer the example application.
+
+    GET  /metadata       the IdP's metadata (imported by the SP with
+                         saml_jit_import_idp_metadata)
+    GET  /sso/redirect   the HTTP-Redirect SSO endpoint: parses the
+                         AuthnRequest and shows the login form
+    POST /sso/login      checks the password, answers the request with a
+                         signed Response through an auto-submitting HTTP-POST
+                         form to the SP's ACS
+
+Users are read from a JSON file on every login (name -> password, name_id,
+attributes), so changing an attribute there is what an IdP administrator
+changing a directory entry looks like to the SP.
+"""
+
+import argparse
+import base64
+import html
+import json
+import threading
+import urllib.request
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+from urllib.parse import parse_qs
+
+from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, xmldsig
+from saml2.config import IdPConfig
+from saml2.metadata import create_metadata_string
+from saml2.saml import NAMEID_FORMAT_PERSISTENT, NameID
+from saml2.server import Server
+
+PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>{title}</title>
+<style>
+ body {{ font-family: system-ui, sans-serif; background: #1f2937; color: #111; margin: 0; }}
+ main {{ max-width: 22rem; margin: 4rem auto; background: #fff; padding: 2rem; border-radius: 8px; }}
+ h1 {{ font-size: 1.2rem; margin-top: 0; }}
+ label {{ display: block; margin: .8rem 0 .2rem; }}
+ input[type=text], input[type=password] {{ width: 100%; padding: .4rem; box-sizing: border-box; }}
+ button {{ margin-top: 1.2rem; padding: .5rem 1rem; }}
+ .error {{ color: #b91c1c; }}
+ .muted {{ color: #6b7280; font-size: .85rem; }}
+</style></head><body><main>{body}</main></body></html>"""
+
+
+class IdP:
+    def __init__(self, base_url, key, cert, users_file, sp_metadata_url):
+        self.base_url = base_url.rstrip("/")
+        self.entity_id = self.base_url + "/metadata"
+        self.key, self.cert = key, cert
+        self.users_file = users_file
+        self.sp_metadata_url = sp_metadata_url
+        self._server = None
+        self._lock = threading.Lock()
+
+    def config(self, sp_metadata=None):
+        config = IdPConfig()
+        config.load(
+            {
+                "entityid": self.entity_id,
+                "service": {
+                    "idp": {
+                        "name": "saml_jit example IdP",
+                        "endpoints": {
+                            "single_sign_on_service": [
+                                (self.base_url + "/sso/redirect", BINDING_HTTP_REDIRECT)
+                            ]
+                        },
+                        "name_id_format": [NAMEID_FORMAT_PERSISTENT],
+                        "policy": {
+                            "default": {
+                                "lifetime": {"minutes": 5},
+                                "attribute_restrictions": None,
+                            }
+                        },
+                    }
+                },
+                "key_file": self.key,
+                "cert_file": self.cert,
+                "metadata": {"inline": [sp_metadata]} if sp_metadata else {},
+                "xmlsec_binary": "/usr/bin/xmlsec1",
+                "allow_unknown_attributes": True,
+            }
+        )
+        return config
+
+    def server(self):
+        # The SP's metadata is fetched on first use, so the IdP and the
+        # application can start in either order.
+        with self._lock:
+            if self._server is None:
+                with urllib.request.urlopen(self.sp_metadata_url, timeout=10) as r:
+                    sp_metadata = r.read().decode("utf-8")
+                self._server = Server(config=self.config(sp_metadata))
+            return self._server
+
+    def metadata(self):
+        xml = create_metadata_string(None, config=self.config(), sign=False)
+        return xml if isinstance(xml, bytes) else xml.encode("utf-8")
+
+    def users(self):
+        with open(self.users_file, encoding="utf-8") as f:
+            return json.load(f)
+
+    # -- pages ---------------------------------------------------------------
+
+    def login_form(self, saml_request, relay_state, error=None, username=""):
+        request = self.server().parse_authn_request(saml_request, BINDING_HTTP_REDIRECT)
+        sp = html.escape(request.message.issuer.text)
+        body = (
+            "<h1>Sign in to the example IdP</h1>"
+            f'<p class="muted">Requested by <b>{sp}</b></p>'
+            + (f'<p class="error">{html.escape(error)}</p>' if error else "")
+            + '<form method="post" action="/sso/login">'
+            f'<input type="hidden" name="SAMLRequest" value="{html.escape(saml_request)}">'
+            f'<input type="hidden" name="RelayState" value="{html.escape(relay_state)}">'
+            '<label for="username">Username</label>'
+            f'<input type="text" id="username" name="username" value="{html.escape(username)}" autofocus>'
+            '<label for="password">Password</label>'
+            '<input type="password" id="password" name="password">'
+            '<button type="submit">Sign in</button></form>'
+        )
+        return PAGE.format(title="Sign in", body=body)
+
+    def answer(self, saml_request, relay_state, username, password):
+        """The signed Response for a correct password, as an auto-submitting
+        form; None for a wrong one."""
+        user = self.users().get(username)
+        if user is None or user["password"] != password:
+            return None
+        server = self.server()
+        request = server.parse_authn_request(saml_request, BINDING_HTTP_REDIRECT)
+        args = server.response_args(request.message, [BINDING_HTTP_POST])
+        response = server.create_authn_response(
+            identity=user["attributes"],
+            in_response_to=args["in_response_to"],
+            destination=args["destination"],
+            sp_entity_id=args["sp_entity_id"],
+            userid=username,
+            name_id=NameID(format=NAMEID_FORMAT_PERSISTENT, text=user["name_id"]),
+            authn={"class_ref": "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"},
+            sign_response=True,
+            sign_assertion=True,
+            sign_alg=xmldsig.SIG_RSA_SHA256,
+            digest_alg=xmldsig.DIGEST_SHA256,
+        )
+        encoded = base64.b64encode(str(response).encode("utf-8")).decode("ascii")
+        body = (
+            "<h1>Signing you in…</h1>"
+            f'<form method="post" action="{html.escape(args["destination"])}">'
+            f'<input type="hidden" name="SAMLResponse" value="{encoded}">'
+            f'<input type="hidden" name="RelayState" value="{html.escape(relay_state)}">'
+            "<noscript><button type=\"submit\">Continue</button></noscript></form>"
+            "<script>document.forms[0].submit()</script>"
+        )
+        return PAGE.format(title="Signing in", body=body)
+
+    # -- WSGI ----------------------------------------------------------------
+
+    def __call__(self, environ, start_response):
+        path, method = environ["PATH_INFO"], environ["REQUEST_METHOD"]
+
+        def reply(status, body, content_type="text/html; charset=utf-8"):
+            data = body if isinstance(body, bytes) else body.encode("utf-8")
+            start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(data)))])
+            return [data]
+
+        try:
+            if method == "GET" and path == "/metadata":
+                return reply("200 OK", self.metadata(), "application/samlmetadata+xml")
+            if method == "GET" and path == "/sso/redirect":
+                q = parse_qs(environ.get("QUERY_STRING", ""))
+                if "SAMLRequest" not in q:
+                    return reply("400 Bad Request", PAGE.format(title="Error", body="<p>No SAMLRequest.</p>"))
+                return reply("200 OK", self.login_form(q["SAMLRequest"][0], q.get("RelayState", [""])[0]))
+            if method == "POST" and path == "/sso/login":
+                size = int(environ.get("CONTENT_LENGTH") or 0)
+                form = parse_qs(environ["wsgi.input"].read(size).decode("utf-8"))
+                field = lambda name: form.get(name, [""])[0]  # noqa: E731
+                page = self.answer(field("SAMLRequest"), field("RelayState"), field("username"), field("password"))
+                if page is None:
+                    page = self.login_form(field("SAMLRequest"), field("RelayState"),
+                                           "Wrong username or password.", field("username"))
+                    return reply("401 Unauthorized", page)
+                return reply("200 OK", page)
+            return reply("404 Not Found", PAGE.format(title="Not found", body="<p>Not found.</p>"))
+        except Exception as e:  # a malformed request is the browser's problem, not a crash
+            return reply("400 Bad Request",
+                         PAGE.format(title="Error", body=f'<p class="error">{html.escape(str(e))}</p>'))
+
+
+class QuietHandler(WSGIRequestHandler):
+    def log_request(self, code="-", size="-"):
+        print(f"idp: {self.command} {self.path.split('?')[0]} {code}", flush=True)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--base-url", required=True, help="e.g. http://127.0.0.1:8001")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--key", required=True)
+    p.add_argument("--cert", required=True)
+    p.add_argument("--users", required=True, help="users JSON file, reread on every login")
+    p.add_argument("--sp-metadata-url", required=True)
+    a = p.parse_args()
+    idp = IdP(a.base_url, a.key, a.cert, a.users, a.sp_metadata_url)
+    with make_server("127.0.0.1", a.port, idp, handler_class=QuietHandler) as httpd:
+        print(f"idp: listening on {a.base_url}", flush=True)
+        httpd.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+-- What the administrator of the example application runs once (psql, as the
+-- database owner). psql variables: sp_entity_id, acs_url, idp_metadata.
+CREATE EXTENSION IF NOT EXISTS saml_jit;
+
+-- This application as a SAML service provider.
+SELECT saml_jit_add_sp(:'sp_entity_id', :'acs_url') AS sp_id;
+
+-- Trust the IdP from its metadata: entity ID, signing certificate, SSO URL.
+SELECT idp_entity_id, created, certificates_added FROM saml_jit_import_idp_metadata(:'idp_metadata');
+
+-- IdP group names become the application's role names.
+INSERT INTO saml_jit.group_mapping (value, group_name) VALUES ('engineering', 'app:developer'),
+                                                              ('staff', 'app:member');
+UPDATE saml_jit.identity_provider SET unmapped_groups = 'keep';
+
+-- The application's own role: it may log users in and read what it shows on
+-- the profile page, nothing else (no IdP, certificate or mapping changes).
+DO $$ BEGIN
+    CREATE ROLE example_app LOGIN;
+EXCEPTION WHEN duplicate_object THEN NULL;
+END $$;
+GRANT EXECUTE ON FUNCTION saml_jit_login(text, text, inet),
+                          saml_jit_authn_request(text, text),
+                          saml_jit_sp_metadata(text),
+                          saml_jit_sp_metadata_text(text) TO example_app;
+GRANT USAGE ON SCHEMA saml_jit TO example_app;
+GRANT SELECT ON saml_jit.users, saml_jit.audit_log TO example_app;
