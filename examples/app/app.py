@@ -12,7 +12,8 @@ when saml_jit does the work inside PostgreSQL.
     POST /logout
 
 Settings (environment): SAML_JIT_DSN (libpq string of the application's
-role), IDP_ENTITY_ID (the IdP /login sends users to), SECRET_KEY, PORT.
+role), IDP_ENTITY_ID (the IdP /login sends users to), SECRET_KEY, PORT,
+LISTEN (address to bind; 0.0.0.0 in a container).
 """
 
 import json
@@ -122,4 +123,4 @@ def logout():
 
 
 if __name__ == "__main__":
-    app.run(host="127.0.0.1", port=int(os.environ.get("PORT", "8000")))
+    app.run(host=os.environ.get("LISTEN", "127.0.0.1"), port=int(os.environ.get("PORT", "8000")))

@@ -199,13 +199,14 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--base-url", required=True, help="e.g. http://127.0.0.1:8001")
     p.add_argument("--port", type=int, required=True)
+    p.add_argument("--listen", default="127.0.0.1", help="address to bind (0.0.0.0 in a container)")
     p.add_argument("--key", required=True)
     p.add_argument("--cert", required=True)
     p.add_argument("--users", required=True, help="users JSON file, reread on every login")
     p.add_argument("--sp-metadata-url", required=True)
     a = p.parse_args()
     idp = IdP(a.base_url, a.key, a.cert, a.users, a.sp_metadata_url)
-    with make_server("127.0.0.1", a.port, idp, handler_class=QuietHandler) as httpd:
+    with make_server(a.listen, a.port, idp, handler_class=QuietHandler) as httpd:
         print(f"idp: listening on {a.base_url}", flush=True)
         httpd.serve_forever()
 

@@ -9,8 +9,8 @@ fn application_role_cannot_touch_trust_configuration() {
     let cert = std::fs::read_to_string(fixture("demo-idp.crt")).unwrap();
     admin
         .batch_execute(
-            "DROP ROLE IF EXISTS app_backend;
-             CREATE ROLE app_backend LOGIN;
+            "DROP ROLE IF EXISTS it_app_backend;
+             CREATE ROLE it_app_backend LOGIN;
              SELECT saml_jit_add_sp('https://app.example/sp', 'https://app.example/acs');",
         )
         .unwrap();
@@ -21,10 +21,13 @@ fn application_role_cannot_touch_trust_configuration() {
         )
         .unwrap();
     admin
-        .batch_execute(include_str!("../../sql/grants-example.sql"))
+        // The README's role is app_backend; the README test uses that name.
+        .batch_execute(
+            &include_str!("../../sql/grants-example.sql").replace("app_backend", "it_app_backend"),
+        )
         .unwrap();
 
-    let mut app = Client::connect(&dsn_for("it_privileges", "app_backend"), NoTls).unwrap();
+    let mut app = Client::connect(&dsn_for("it_privileges", "it_app_backend"), NoTls).unwrap();
     let attempts = [
         "INSERT INTO saml_jit.identity_provider (sp_id, entity_id) VALUES (1, 'https://evil/')",
         "UPDATE saml_jit.identity_provider SET allow_sha1 = true",
