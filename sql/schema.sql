@@ -275,3 +275,36 @@ CREATE TRIGGER service_provider_touch BEFORE UPDATE ON saml_jit.service_provider
     FOR EACH ROW EXECUTE FUNCTION saml_jit.touch_updated_at();
 CREATE TRIGGER identity_provider_touch BEFORE UPDATE ON saml_jit.identity_provider
     FOR EACH ROW EXECUTE FUNCTION saml_jit.touch_updated_at();
+
+-- Every change to the trust or mapping configuration gets a new version, so
+-- each backend's cache of it (src/provision/config.rs) knows when to reload.
+-- The version is a sequence value, not a counter: numbers are never reused,
+-- so a cache filled inside a transaction that later rolled back can never
+-- match a committed version.
+CREATE SEQUENCE saml_jit.config_version_seq;
+CREATE TABLE saml_jit.config_version (
+    only_row    boolean PRIMARY KEY DEFAULT true CONSTRAINT config_version_one_row CHECK (only_row),
+    version     bigint NOT NULL
+);
+INSERT INTO saml_jit.config_version VALUES (true, nextval('saml_jit.config_version_seq'));
+COMMENT ON TABLE saml_jit.config_version IS
+    'changes with every write to the trust and mapping tables: per-backend caches reload when it does';
+CREATE FUNCTION saml_jit.bump_config_version() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    UPDATE saml_jit.config_version SET version = nextval('saml_jit.config_version_seq');
+    RETURN NULL;
+END
+$$;
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['service_provider', 'sp_key', 'identity_provider', 'idp_certificate',
+                             'attribute_mapping', 'group_mapping'] LOOP
+        EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON saml_jit.%I
+                            FOR EACH STATEMENT EXECUTE FUNCTION saml_jit.bump_config_version()',
+                       t || '_config_version', t);
+    END LOOP;
+END
+$$;

@@ -42,6 +42,7 @@ use serde_json::json;
 
 use crate::gucs;
 use crate::provision::changes::{attribute_changes, changed_columns, group_changes};
+use crate::provision::config;
 use crate::provision::expiry::expiry;
 use crate::provision::mapping::map_attributes;
 use crate::provision::rejections::{self, Rejection};
@@ -164,7 +165,7 @@ fn login(
     let incoming = receive(response, gucs::max_response_bytes())?;
     seen.issuer = Some(incoming.claimed_issuer.clone());
     seen.assertion_id = incoming.claimed_assertion_id.clone();
-    let idp = store::find_idp(&incoming.claimed_issuer)?.ok_or_else(|| {
+    let snapshot = config::idp(&incoming.claimed_issuer)?.ok_or_else(|| {
         reject(
             Reason::UnknownIssuer,
             format!(
@@ -173,6 +174,7 @@ fn login(
             ),
         )
     })?;
+    let idp = &snapshot.config;
     seen.idp_id = Some(idp.id);
     if !idp.enabled {
         return Err(reject(
@@ -184,7 +186,7 @@ fn login(
         )
         .into());
     }
-    let keys = store::trusted_keys(idp.id, now)?;
+    let keys = snapshot.trusted_keys(now);
     let sp_key = if incoming.is_encrypted() {
         store::sp_private_key(idp.sp_id)?.and_then(|pem| SpKey::from_pem(&pem).ok())
     } else {
@@ -221,8 +223,12 @@ fn login(
         )
         .into());
     }
-    let mut user = map_attributes(&accepted.attributes, &store::mapping_rules(idp.id)?)?;
-    user.groups = store::map_groups(&idp, std::mem::take(&mut user.groups))?;
+    let mut user = map_attributes(&accepted.attributes, &snapshot.mapping_rules)?;
+    user.groups = store::map_groups(
+        idp,
+        snapshot.has_group_rules,
+        std::mem::take(&mut user.groups),
+    )?;
     let expiry = expiry(&idp.expiry, &accepted.attributes, now)?;
     let (user_id, created, before, after, attributes_change) =
         match store::upsert_user(&idp, &accepted, &user, &expiry)? {

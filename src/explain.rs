@@ -218,7 +218,11 @@ fn explain(response: &str, in_response_to: Option<&str>) -> pgrx::spi::SpiResult
     };
     let user = match map_attributes(&accepted.attributes, &store::mapping_rules(idp.id)?) {
         Ok(mut u) => {
-            u.groups = store::map_groups(&idp, std::mem::take(&mut u.groups))?;
+            u.groups = store::map_groups(
+                &idp,
+                store::has_group_rules(idp.id)?,
+                std::mem::take(&mut u.groups),
+            )?;
             u
         }
         Err(r) => return Ok(finish(report.stop("mapping", &r))),

@@ -2,6 +2,7 @@
 //! user upsert, audit row), all in the caller's transaction.
 
 pub mod changes;
+pub mod config;
 pub mod expiry;
 pub mod mapping;
 pub mod plans;

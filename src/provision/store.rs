@@ -26,6 +26,7 @@ pub struct IdpConfig {
     pub jit_create: bool,
     pub jit_update: bool,
     pub keep_unmapped_groups: bool,
+    pub reject_expired_certificates: bool,
     pub expiry: ExpiryPolicy,
     pub policy: Policy,
 }
@@ -35,7 +36,8 @@ const IDP_BY_ENTITY_ID: &str = "
            (extract(epoch FROM idp.clock_skew) * 1000000)::bigint, idp.user_key,
            idp.jit_create, idp.jit_update, sp.entity_id, sp.acs_url,
            idp.unmapped_groups = 'keep', idp.expiry_attribute,
-           (extract(epoch FROM idp.account_ttl) * 1000000)::bigint, idp.expiry_fallback, idp.sp_id
+           (extract(epoch FROM idp.account_ttl) * 1000000)::bigint, idp.expiry_fallback, idp.sp_id,
+           idp.reject_expired_certificates
       FROM saml_jit.identity_provider idp
       JOIN saml_jit.service_provider sp ON sp.id = idp.sp_id
      WHERE idp.entity_id = $1";
@@ -54,6 +56,7 @@ pub fn find_idp(entity_id: &str) -> SpiResult<Option<IdpConfig>> {
             jit_update: row.get(9)?.unwrap_or(false),
             keep_unmapped_groups: row.get(12)?.unwrap_or(true),
             sp_id: row.get(16)?.unwrap_or_default(),
+            reject_expired_certificates: row.get(17)?.unwrap_or(false),
             expiry: ExpiryPolicy {
                 attribute: row.get(13)?,
                 account_ttl: row.get::<i64>(14)?.map(Duration::microseconds),
@@ -117,6 +120,33 @@ pub fn trusted_keys(idp_id: i64, now: DateTime<Utc>) -> SpiResult<Vec<Rc<Trusted
                 }
             };
             out.push(key);
+        }
+        Ok(out)
+    })
+}
+
+const ALL_ACTIVE_CERTIFICATES: &str = "
+    SELECT id, certificate, (extract(epoch FROM not_after) * 1000000)::bigint
+      FROM saml_jit.idp_certificate
+     WHERE idp_id = $1 AND active
+     ORDER BY id";
+
+/// Every active key of the IdP with its certificate's expiry (the login cache
+/// filters by time itself; see config.rs).
+pub fn active_keys(idp_id: i64) -> SpiResult<Vec<(Rc<TrustedKey>, DateTime<Utc>)>> {
+    Spi::connect(|client| {
+        let mut out = Vec::new();
+        for row in plans::select(client, ALL_ACTIVE_CERTIFICATES, None, &[idp_id.into()])? {
+            let pem: String = row.get(2)?.unwrap_or_default();
+            let Ok(key) = TrustedKey::from_certificate_der(
+                row.get(1)?.unwrap_or_default(),
+                &der_of_pem(&pem),
+            ) else {
+                continue;
+            };
+            let not_after = DateTime::from_timestamp_micros(row.get(3)?.unwrap_or(i64::MAX))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC);
+            out.push((Rc::new(key), not_after));
         }
         Ok(out)
     })
@@ -350,14 +380,21 @@ const MAP_GROUPS: &str = "
 const HAS_GROUP_RULES: &str =
     "SELECT EXISTS (SELECT 1 FROM saml_jit.group_mapping WHERE idp_id = $1 OR idp_id IS NULL)";
 
+/// Whether any group_mapping rule applies to the IdP.
+pub fn has_group_rules(idp_id: i64) -> SpiResult<bool> {
+    Spi::connect(|client| {
+        plans::select(client, HAS_GROUP_RULES, Some(1), &[idp_id.into()])?
+            .first()
+            .get_one::<bool>()
+            .map(|b| b.unwrap_or(false))
+    })
+}
+
 /// The IdP's group values through saml_jit.group_mapping (unchanged when no
 /// rule exists and unmapped values are kept).
-pub fn map_groups(idp: &IdpConfig, values: Vec<String>) -> SpiResult<Vec<String>> {
+pub fn map_groups(idp: &IdpConfig, has_rules: bool, values: Vec<String>) -> SpiResult<Vec<String>> {
     Spi::connect(|client| {
-        let has_rules = plans::select(client, HAS_GROUP_RULES, Some(1), &[idp.id.into()])?
-            .first()
-            .get_one::<bool>()?;
-        if !has_rules.unwrap_or(false) && idp.keep_unmapped_groups {
+        if !has_rules && idp.keep_unmapped_groups {
             return Ok(values);
         }
         let mut mapped = Vec::new();

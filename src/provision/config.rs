@@ -1,0 +1,95 @@
+//! The trust and mapping configuration a login reads, cached per backend.
+//!
+//! Without the cache a login ran four configuration queries (the IdP row, its
+//! certificates, its mapping rules, whether group rules exist) before doing
+//! any work. Now it reads one number, `saml_jit.config_version`, which every
+//! write to a configuration table changes (statement triggers in
+//! sql/schema.sql), and reuses what it loaded while the number it sees stays
+//! the same. Any difference reloads; version numbers come from a sequence and
+//! are never reused, so a rolled-back change cannot leave a cache that looks
+//! current.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use chrono::{DateTime, Utc};
+use pgrx::prelude::*;
+use pgrx::spi::SpiResult;
+
+use super::mapping::MappingRule;
+use super::plans;
+use super::store::{self, IdpConfig};
+use crate::saml::verify::TrustedKey;
+
+/// Everything a login needs to know about one IdP.
+pub struct IdpSnapshot {
+    pub config: IdpConfig,
+    /// Active certificates with their expiry, in id order.
+    keys: Vec<(Rc<TrustedKey>, DateTime<Utc>)>,
+    pub mapping_rules: Vec<MappingRule>,
+    pub has_group_rules: bool,
+}
+
+impl IdpSnapshot {
+    /// The keys a signature may verify with at `now` (expired certificates
+    /// drop out when the IdP has reject_expired_certificates).
+    pub fn trusted_keys(&self, now: DateTime<Utc>) -> Vec<Rc<TrustedKey>> {
+        self.keys
+            .iter()
+            .filter(|(_, not_after)| !self.config.reject_expired_certificates || *not_after > now)
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+}
+
+#[derive(Default)]
+struct Cache {
+    version: Option<i64>,
+    idps: HashMap<String, Rc<IdpSnapshot>>,
+}
+
+thread_local! {
+    static CACHE: RefCell<Cache> = RefCell::default();
+}
+
+const CONFIG_VERSION: &str = "SELECT version FROM saml_jit.config_version";
+
+fn current_version() -> SpiResult<Option<i64>> {
+    Spi::connect(|client| {
+        plans::select(client, CONFIG_VERSION, Some(1), &[])?
+            .first()
+            .get_one::<i64>()
+    })
+}
+
+/// The IdP whose entity ID is `entity_id`, or None when none is trusted.
+pub fn idp(entity_id: &str) -> SpiResult<Option<Rc<IdpSnapshot>>> {
+    let version = current_version()?;
+    let cached = CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.version != version || version.is_none() {
+            c.idps.clear();
+            c.version = version;
+        }
+        c.idps.get(entity_id).cloned()
+    });
+    if let Some(snapshot) = cached {
+        return Ok(Some(snapshot));
+    }
+    let Some(config) = store::find_idp(entity_id)? else {
+        return Ok(None);
+    };
+    let snapshot = Rc::new(IdpSnapshot {
+        keys: store::active_keys(config.id)?,
+        mapping_rules: store::mapping_rules(config.id)?,
+        has_group_rules: store::has_group_rules(config.id)?,
+        config,
+    });
+    CACHE.with(|c| {
+        c.borrow_mut()
+            .idps
+            .insert(entity_id.to_string(), snapshot.clone())
+    });
+    Ok(Some(snapshot))
+}
