@@ -198,7 +198,7 @@ fn login(
     // answered yet. (Rolled back with everything else if a later check fails.)
     let answered_request = match verified.envelope.in_response_to.as_deref() {
         Some(request_id) => answered_request(
-            &idp,
+            idp,
             request_id,
             &verified.assertion.id,
             in_response_to,
@@ -231,7 +231,7 @@ fn login(
     )?;
     let expiry = expiry(&idp.expiry, &accepted.attributes, now)?;
     let (user_id, created, before, after, attributes_change) =
-        match store::upsert_user(&idp, &accepted, &user, &expiry)? {
+        match store::upsert_user(idp, &accepted, &user, &expiry)? {
             Upsert::Done {
                 user_id,
                 created,
