@@ -220,6 +220,16 @@ CREATE INDEX audit_log_occurred_at_idx ON saml_jit.audit_log (occurred_at);
 CREATE INDEX audit_log_user_idx ON saml_jit.audit_log (user_id, occurred_at) WHERE user_id IS NOT NULL;
 CREATE INDEX audit_log_idp_idx ON saml_jit.audit_log (idp_id, occurred_at);
 COMMENT ON TABLE saml_jit.audit_log IS 'append-only audit trail; idp_id has no foreign key so history survives an IdP removal';
+-- A creation's detail carries the user row with its groups (often kilobytes).
+DO $$
+BEGIN
+    IF current_setting('server_version_num')::int >= 140000 THEN
+        EXECUTE 'ALTER TABLE saml_jit.audit_log ALTER COLUMN detail SET COMPRESSION lz4';
+    END IF;
+EXCEPTION WHEN feature_not_supported OR invalid_parameter_value THEN
+    NULL;
+END
+$$;
 
 -- Replay guard: one row per consumed assertion, inserted by the login's own transaction.
 CREATE TABLE saml_jit.consumed_assertion (

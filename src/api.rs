@@ -197,13 +197,9 @@ fn login(
     // A response to an AuthnRequest must answer one this SP sent and nobody
     // answered yet. (Rolled back with everything else if a later check fails.)
     let answered_request = match verified.envelope.in_response_to.as_deref() {
-        Some(request_id) => answered_request(
-            idp,
-            request_id,
-            &verified.assertion.id,
-            in_response_to,
-            now,
-        )?,
+        Some(request_id) => {
+            answered_request(idp, request_id, &verified.assertion.id, in_response_to, now)?
+        }
         None => None,
     };
     let accepted = accept(
@@ -230,101 +226,108 @@ fn login(
         std::mem::take(&mut user.groups),
     )?;
     let expiry = expiry(&idp.expiry, &accepted.attributes, now)?;
-    let (user_id, created, before, after, attributes_change) =
-        match store::upsert_user(idp, &accepted, &user, &expiry)? {
-            Upsert::Done {
-                user_id,
-                created,
-                before,
-                after,
-                attributes_change,
-            } => (user_id, created, before, after, attributes_change),
-            Upsert::Disabled => {
-                return Err(reject(
-                    Reason::UserDisabled,
-                    format!("the user {:?} of this IdP is disabled", accepted.subject),
-                )
-                .into())
-            }
-            Upsert::NotProvisioned => {
-                return Err(reject(
-                    Reason::ProvisioningDisabled,
-                    format!(
-                        "the user {:?} does not exist and this IdP has jit_create = false",
-                        accepted.subject
-                    ),
-                )
-                .into())
-            }
-        };
-    let action = if created { "created" } else { "updated" };
-    let entry = |event, detail| AuditEntry {
-        event,
-        reason: None,
-        idp_id: Some(idp.id),
-        user_id: Some(user_id),
-        subject: Some(&accepted.subject),
-        assertion_id: Some(&accepted.assertion_id),
+    let login_audit = store::LoginAudit {
+        assertion_id: &accepted.assertion_id,
         client_addr: client_addr.clone(),
-        detail,
-    };
-    let mut rows = vec![entry(
-        "login",
-        json!({
-            "action": action,
+        login_detail: json!({
             "certificate_id": verified.certificate_id(),
             "response_signed": verified.response_signature.is_some(),
             "assertion_signed": verified.assertion_signature.is_some(),
             "session_index": accepted.session_index,
         }),
-    )];
-    if created {
-        // The mapped columns; the attributes themselves are in users.attributes.
-        rows.push(entry(
-            "created",
-            json!({"user": after, "sources": sources_json(&user.sources)}),
-        ));
-    } else if let Some(before) = &before {
-        let mut changes = changed_columns(before, &after, &user.sources);
-        if let Some(change) = &attributes_change {
-            let keys = attribute_changes(&change["old"], &change["new"]);
-            changes.insert("attributes".into(), keys.into());
+        sources: sources_json(&user.sources),
+    };
+    // The upsert also writes the 'login' row and, for a new user, 'created'.
+    let Upsert::Done {
+        user_id,
+        created,
+        email,
+        display_name,
+        groups,
+        before,
+        after,
+        attributes_change,
+    } = (match store::upsert_user(idp, &accepted, &user, &expiry, login_audit)? {
+        Upsert::Disabled => {
+            return Err(reject(
+                Reason::UserDisabled,
+                format!("the user {:?} of this IdP is disabled", accepted.subject),
+            )
+            .into())
         }
-        if changes.contains_key("status") {
-            rows.push(entry(
-                "reactivated",
-                json!({"from": before["status"], "to": after["status"], "expires_at": after["expires_at"]}),
-            ));
+        Upsert::NotProvisioned => {
+            return Err(reject(
+                Reason::ProvisioningDisabled,
+                format!(
+                    "the user {:?} does not exist and this IdP has jit_create = false",
+                    accepted.subject
+                ),
+            )
+            .into())
         }
-        if !changes.is_empty() {
-            let (added, removed) = group_changes(&before["groups"], &after["groups"]);
-            rows.push(entry(
-                "updated",
-                json!({"changes": changes, "groups_added": added, "groups_removed": removed}),
-            ));
+        done => done,
+    })
+    else {
+        unreachable!("the other outcomes returned above")
+    };
+    if let (Some(before), Some(after)) = (&before, &after) {
+        let rows = change_audit(before, after, attributes_change.as_ref(), &user.sources);
+        if !rows.is_empty() {
+            let entry = |(event, detail)| AuditEntry {
+                event,
+                reason: None,
+                idp_id: Some(idp.id),
+                user_id: Some(user_id),
+                subject: Some(&accepted.subject),
+                assertion_id: Some(&accepted.assertion_id),
+                client_addr: client_addr.clone(),
+                detail,
+            };
+            store::audit(rows.into_iter().map(entry).collect())?;
         }
     }
-    store::audit(rows)?;
     Ok((
         user_id,
         idp.policy.idp_entity_id.clone(),
         accepted.subject.clone(),
         accepted.name_id.clone(),
-        // The stored values: with sync = 'on_create' they may differ from this assertion's.
-        after["email"].as_str().map(str::to_string),
-        after["display_name"].as_str().map(str::to_string),
-        after["groups"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|g| g.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        email,
+        display_name,
+        groups,
         JsonB(user.attributes),
-        action.to_string(),
+        if created { "created" } else { "updated" }.to_string(),
         accepted.session_not_on_or_after.map(timestamptz),
     ))
+}
+
+/// The audit rows of what a login changed on an existing user: 'reactivated'
+/// when its status moved, 'updated' when any audited value did.
+fn change_audit(
+    before: &serde_json::Value,
+    after: &serde_json::Value,
+    attributes_change: Option<&serde_json::Value>,
+    sources: &[(String, String)],
+) -> Vec<(&'static str, serde_json::Value)> {
+    let mut rows = Vec::new();
+    let mut changes = changed_columns(before, after, sources);
+    if let Some(change) = attributes_change {
+        let keys = attribute_changes(&change["old"], &change["new"]);
+        changes.insert("attributes".into(), keys.into());
+    }
+    if changes.contains_key("status") {
+        rows.push((
+            "reactivated",
+            json!({"from": before["status"], "to": after["status"], "expires_at": after["expires_at"]}),
+        ));
+    }
+    if !changes.is_empty() {
+        let (added, removed) = group_changes(&before["groups"], &after["groups"]);
+        rows.push((
+            "updated",
+            json!({"changes": changes, "groups_added": added, "groups_removed": removed}),
+        ));
+    }
+    rows
 }
 
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);

@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
+use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 use pgrx::{JsonB, Uuid};
@@ -193,10 +194,18 @@ pub enum Upsert {
     Done {
         user_id: Uuid,
         created: bool,
-        /// The row before this login (None when created, or when a concurrent
-        /// session created it a moment earlier), without `attributes`.
+        /// The stored values after this login (with sync = 'on_create' they
+        /// may differ from this assertion's).
+        email: Option<String>,
+        display_name: Option<String>,
+        groups: Vec<String>,
+        /// The row before and after this login, without `attributes`, when
+        /// an existing user's audited values may have changed; None when
+        /// nothing but the login bookkeeping moved (the usual returning
+        /// login), when created, or when a concurrent session created the
+        /// row a moment earlier (before is None then).
         before: Option<serde_json::Value>,
-        after: serde_json::Value,
+        after: Option<serde_json::Value>,
         /// {"old": .., "new": ..} of `attributes` when this login changed them.
         attributes_change: Option<serde_json::Value>,
     },
@@ -204,15 +213,66 @@ pub enum Upsert {
     NotProvisioned,
 }
 
+/// What the login's audit rows carry besides the user: written by the upsert
+/// statement itself ('login', and 'created' with the new row), so the row
+/// images never travel to Rust and back as JSON.
+pub struct LoginAudit<'a> {
+    pub assertion_id: &'a str,
+    pub client_addr: Option<String>,
+    /// The 'login' row's detail (the action is added in SQL).
+    pub login_detail: serde_json::Value,
+    /// {"column": "attribute"}: where each mapped column came from.
+    pub sources: serde_json::Value,
+}
+
+// The tail shared by both upsert statements: given CTEs `old` (the row before,
+// locked) and `up` (the row after), writes the 'login' row and, for a new
+// user, the 'created' row with the row image, in that order; then returns the
+// stored values and, only when an existing user's row changed beyond the
+// login bookkeeping, the images for the audit of what changed. Parameters:
+// idp id, subject, assertion ID, client address, login detail, sources.
+macro_rules! login_audit_tail {
+    ($idp:literal, $subject:literal, $assertion:literal, $addr:literal, $login:literal, $sources:literal) => {
+        concat!(
+            "), audit AS (
+        INSERT INTO saml_jit.audit_log (event, idp_id, user_id, subject, assertion_id, client_addr, detail)
+        SELECT e.event, $", $idp, ", up.id, $", $subject, ", $", $assertion, ", $", $addr, "::inet, e.detail
+          FROM up CROSS JOIN LATERAL (VALUES
+                 (1, 'login', $", $login, "::jsonb
+                              || jsonb_build_object('action', CASE WHEN up.created THEN 'created' ELSE 'updated' END)),
+                 (2, 'created', jsonb_build_object('user', up.row - 'attributes', 'sources', $", $sources, "::jsonb))
+               ) AS e(ord, event, detail)
+         WHERE e.ord = 1 OR up.created
+         ORDER BY e.ord
+    )
+    SELECT up.id, up.created, up.email, up.display_name, up.groups,
+           CASE WHEN d.changed THEN o.row - 'attributes' END,
+           CASE WHEN d.changed THEN up.row - 'attributes' END,
+           CASE WHEN NOT up.created AND o.row -> 'attributes' IS DISTINCT FROM up.row -> 'attributes'
+                THEN jsonb_build_object('old', o.row -> 'attributes', 'new', up.row -> 'attributes')
+           END
+      FROM up
+      LEFT JOIN old o ON true
+     CROSS JOIN LATERAL (
+           SELECT NOT up.created
+                  AND o.row - '{updated_at,last_login_at,login_count,expires_at}'::text[]
+                      IS DISTINCT FROM up.row - '{updated_at,last_login_at,login_count,expires_at}'::text[]
+           ) AS d(changed)"
+        )
+    };
+}
+
 // One statement: no read-then-write race between concurrent first logins.
 // `old` locks and reads the row as it was (for the audit of what changed); the
 // INSERT reads from it first so it is taken before the row changes (a FOR
 // UPDATE evaluated after the same statement updated the row would skip it).
-// A disabled user's row is left untouched (the WHERE makes it return nothing).
+// A disabled user's row is left untouched (the WHERE makes it return nothing,
+// and no audit row is written).
 // $14..$24 say, per column, whether an existing user's value is overwritten
 // (jit_update and the mapping's sync policy); $25 lists attributes keys that
 // are imported once (sync = 'on_create').
-const UPSERT_USER: &str = "
+const UPSERT_USER: &str = concat!(
+    "
     WITH old AS MATERIALIZED (
         SELECT to_jsonb(o) AS row FROM saml_jit.users o
          WHERE o.idp_id = $1 AND o.subject = $2 FOR UPDATE
@@ -244,15 +304,13 @@ const UPSERT_USER: &str = "
                last_login_at = now(),
                login_count = u.login_count + 1
          WHERE u.status <> 'disabled'
-        RETURNING u.id, (u.xmax = 0) AS created, to_jsonb(u) AS row
-    )
-    SELECT up.id, up.created, (SELECT row - 'attributes' FROM old), up.row - 'attributes',
-           CASE WHEN (SELECT row -> 'attributes' FROM old) IS DISTINCT FROM up.row -> 'attributes'
-                THEN jsonb_build_object('old', (SELECT row -> 'attributes' FROM old), 'new', up.row -> 'attributes')
-           END
-      FROM up";
+        RETURNING u.id, (u.xmax = 0) AS created, u.email, u.display_name, u.groups, to_jsonb(u) AS row
+    ",
+    login_audit_tail!(1, 2, 28, 29, 30, 31)
+);
 
-const UPDATE_EXISTING_ONLY: &str = "
+const UPDATE_EXISTING_ONLY: &str = concat!(
+    "
     WITH old AS MATERIALIZED (
         SELECT to_jsonb(o) AS row FROM saml_jit.users o
          WHERE o.idp_id = $1 AND o.subject = $2 FOR UPDATE
@@ -261,13 +319,10 @@ const UPDATE_EXISTING_ONLY: &str = "
                status = 'active', expires_at = CASE WHEN $4 THEN u.expires_at ELSE $3 END
           FROM (SELECT count(*) FROM old) AS old_first
          WHERE u.idp_id = $1 AND u.subject = $2 AND u.status <> 'disabled'
-        RETURNING u.id, false AS created, to_jsonb(u) AS row
-    )
-    SELECT up.id, up.created, (SELECT row - 'attributes' FROM old), up.row - 'attributes',
-           CASE WHEN (SELECT row -> 'attributes' FROM old) IS DISTINCT FROM up.row -> 'attributes'
-                THEN jsonb_build_object('old', (SELECT row -> 'attributes' FROM old), 'new', up.row -> 'attributes')
-           END
-      FROM up";
+        RETURNING u.id, false AS created, u.email, u.display_name, u.groups, to_jsonb(u) AS row
+    ",
+    login_audit_tail!(1, 2, 5, 6, 7, 8)
+);
 
 const USER_STATUS: &str = "SELECT status FROM saml_jit.users WHERE idp_id = $1 AND subject = $2";
 
@@ -276,6 +331,7 @@ pub fn upsert_user(
     accepted: &Accepted,
     user: &UserRecord,
     expiry: &Expiry,
+    audit: LoginAudit<'_>,
 ) -> SpiResult<Upsert> {
     let (expires_at, keep_expiry) = match expiry {
         Expiry::At(at) => (at.map(timestamptz), false),
@@ -287,62 +343,67 @@ pub fn upsert_user(
         .iter()
         .filter_map(|t| t.strip_prefix("attributes.").map(str::to_string))
         .collect();
+    let audit_args = || -> [DatumWithOid<'static>; 4] {
+        [
+            audit.assertion_id.to_string().into(),
+            audit.client_addr.clone().into(),
+            JsonB(audit.login_detail.clone()).into(),
+            JsonB(audit.sources.clone()).into(),
+        ]
+    };
     Spi::connect_mut(|client| {
         let table = if idp.jit_create {
-            plans::update(
-                client,
-                UPSERT_USER,
-                None,
-                &[
-                    idp.id.into(),
-                    accepted.subject.as_str().into(),
-                    accepted.name_id.clone().into(),
-                    accepted.name_id_format.clone().into(),
-                    user.email.clone().into(),
-                    user.first_name.clone().into(),
-                    user.last_name.clone().into(),
-                    user.display_name.clone().into(),
-                    user.title.clone().into(),
-                    user.organization.clone().into(),
-                    user.employee_number.clone().into(),
-                    user.groups.clone().into(),
-                    JsonB(user.attributes.clone()).into(),
-                    idp.jit_update.into(),
-                    may("email").into(),
-                    may("first_name").into(),
-                    may("last_name").into(),
-                    may("display_name").into(),
-                    may("title").into(),
-                    may("organization").into(),
-                    may("employee_number").into(),
-                    may("groups").into(),
-                    idp.jit_update.into(),
-                    idp.jit_update.into(),
-                    keep_keys.clone().into(),
-                    expires_at.into(),
-                    keep_expiry.into(),
-                ],
-            )?
+            let mut args: Vec<DatumWithOid<'_>> = vec![
+                idp.id.into(),
+                accepted.subject.as_str().into(),
+                accepted.name_id.clone().into(),
+                accepted.name_id_format.clone().into(),
+                user.email.clone().into(),
+                user.first_name.clone().into(),
+                user.last_name.clone().into(),
+                user.display_name.clone().into(),
+                user.title.clone().into(),
+                user.organization.clone().into(),
+                user.employee_number.clone().into(),
+                user.groups.clone().into(),
+                JsonB(user.attributes.clone()).into(),
+                idp.jit_update.into(),
+                may("email").into(),
+                may("first_name").into(),
+                may("last_name").into(),
+                may("display_name").into(),
+                may("title").into(),
+                may("organization").into(),
+                may("employee_number").into(),
+                may("groups").into(),
+                idp.jit_update.into(),
+                idp.jit_update.into(),
+                keep_keys.clone().into(),
+                expires_at.into(),
+                keep_expiry.into(),
+            ];
+            args.extend(audit_args());
+            plans::update(client, UPSERT_USER, None, &args)?
         } else {
-            plans::update(
-                client,
-                UPDATE_EXISTING_ONLY,
-                None,
-                &[
-                    idp.id.into(),
-                    accepted.subject.as_str().into(),
-                    expires_at.into(),
-                    keep_expiry.into(),
-                ],
-            )?
+            let mut args: Vec<DatumWithOid<'_>> = vec![
+                idp.id.into(),
+                accepted.subject.as_str().into(),
+                expires_at.into(),
+                keep_expiry.into(),
+            ];
+            args.extend(audit_args());
+            plans::update(client, UPDATE_EXISTING_ONLY, None, &args)?
         };
         if let Some(row) = table.into_iter().next() {
             return Ok(Upsert::Done {
                 user_id: row.get(1)?.expect("users.id is NOT NULL"),
                 created: row.get(2)?.unwrap_or(false),
-                before: row.get::<JsonB>(3)?.map(|j| j.0),
-                after: row.get::<JsonB>(4)?.map(|j| j.0).unwrap_or_default(),
-                attributes_change: row.get::<JsonB>(5)?.map(|j| j.0),
+                email: row.get(3)?,
+                display_name: row.get(4)?,
+                groups: row.get(5)?.unwrap_or_default(),
+                before: row.get::<JsonB>(6)?.map(|j| j.0),
+                after: row.get::<JsonB>(7)?.map(|j| j.0),
+                attributes_change: row.get::<JsonB>(8)?.map(|j| j.0),
             });
         }
         let status: Option<String> = client

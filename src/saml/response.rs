@@ -23,19 +23,23 @@ pub struct Incoming {
     pub claimed_issuer: String,
     /// Response ID and Assertion ID as claimed, for the audit log.
     pub claimed_assertion_id: Option<String>,
+    /// Whether the text mentions "Encrypted" at all: when it does not (the
+    /// usual case), no element can be encrypted and the DOM walk is skipped.
+    mentions_encryption: bool,
 }
 
 impl Incoming {
     /// Whether the SP key is needed: an EncryptedAssertion, EncryptedID or
     /// EncryptedAttribute is present.
     pub fn is_encrypted(&self) -> bool {
-        self.doc.root().is_some_and(|r| {
-            r.descendants().iter().any(|n| {
-                ["EncryptedAssertion", "EncryptedID", "EncryptedAttribute"]
-                    .iter()
-                    .any(|name| n.is(NS_ASSERTION, name))
+        self.mentions_encryption
+            && self.doc.root().is_some_and(|r| {
+                r.descendants().iter().any(|n| {
+                    ["EncryptedAssertion", "EncryptedID", "EncryptedAttribute"]
+                        .iter()
+                        .any(|name| n.is(NS_ASSERTION, name))
+                })
             })
-        })
     }
 }
 
@@ -99,6 +103,7 @@ pub fn receive(input: &str, max_bytes: usize) -> Result<Incoming, Reject> {
         doc,
         claimed_issuer,
         claimed_assertion_id,
+        mentions_encryption: memchr::memmem::find(&xml, b"Encrypted").is_some(),
     })
 }
 
