@@ -209,25 +209,40 @@ fn login(
         in_response_to.or(answered_request.as_deref()),
     )?;
     seen.subject = Some(accepted.subject.clone());
-    if !store::consume_assertion(idp.id, &accepted.assertion_id, accepted.valid_until)? {
-        return Err(reject(
+    let replay = || -> LoginError {
+        reject(
             Reason::Replay,
             format!(
                 "assertion {:?} from {:?} was already used; every assertion is accepted once",
                 accepted.assertion_id, idp.policy.idp_entity_id
             ),
         )
-        .into());
-    }
-    let mut user = map_attributes(&accepted.attributes, &snapshot.mapping_rules)?;
-    user.groups = store::map_groups(
-        idp,
-        snapshot.has_group_rules,
-        std::mem::take(&mut user.groups),
-    )?;
-    let expiry = expiry(&idp.expiry, &accepted.attributes, now)?;
+        .into()
+    };
+    // A replayed assertion says `replay` before anything about its contents:
+    // the upsert statement records the assertion on success, and a mapping
+    // refusal first checks for replay on its own.
+    let mapped = (|| {
+        let mut user = map_attributes(&accepted.attributes, &snapshot.mapping_rules)?;
+        user.groups = store::map_groups(
+            idp,
+            snapshot.has_group_rules,
+            std::mem::take(&mut user.groups),
+        )?;
+        Ok::<_, LoginError>((user, expiry(&idp.expiry, &accepted.attributes, now)?))
+    })();
+    let (user, expiry) = match mapped {
+        Ok(mapped) => mapped,
+        Err(e) => {
+            if !store::consume_assertion(idp.id, &accepted.assertion_id, accepted.valid_until)? {
+                return Err(replay());
+            }
+            return Err(e);
+        }
+    };
     let login_audit = store::LoginAudit {
         assertion_id: &accepted.assertion_id,
+        valid_until: accepted.valid_until,
         client_addr: client_addr.clone(),
         login_detail: json!({
             "certificate_id": verified.certificate_id(),
@@ -248,6 +263,7 @@ fn login(
         after,
         attributes_change,
     } = (match store::upsert_user(idp, &accepted, &user, &expiry, login_audit)? {
+        Upsert::Replayed => return Err(replay()),
         Upsert::Disabled => {
             return Err(reject(
                 Reason::UserDisabled,

@@ -58,3 +58,39 @@ fn a_rolled_back_login_consumes_nothing() {
         concurrent_second_use("it_replay_rollback", false).expect("first attempt rolled back");
     assert_eq!(second.action, "created");
 }
+
+/// A replayed assertion is named `replay` whatever else is now wrong with it:
+/// a mapping rule added since that it cannot satisfy, or its user disabled.
+#[test]
+fn replay_is_reported_before_what_changed_since() {
+    let mut c = fresh_database("it_replay_first");
+    trust_demo_idp(&mut c);
+    let [first, second] = <[String; 2]>::try_from(mint(&[spec("rep1"), spec("rep2")])).unwrap();
+    login(&mut c, &first, None).expect("first use");
+    login(&mut c, &second, None).expect("first use");
+
+    c.batch_execute(
+        "INSERT INTO saml_jit.attribute_mapping (attribute, target, required)
+         VALUES ('employeeNumber', 'employee_number', true)",
+    )
+    .unwrap();
+    assert_rejected(login(&mut c, &first, None), "replay");
+
+    c.batch_execute("DELETE FROM saml_jit.attribute_mapping")
+        .unwrap();
+    let disabled = c
+        .query_one(
+            "SELECT outcome FROM saml_jit_disable_users($1, ARRAY['rep2'])",
+            &[&IDP],
+        )
+        .unwrap()
+        .get::<_, String>(0);
+    assert_eq!(disabled, "disabled");
+    assert_rejected(login(&mut c, &second, None), "replay");
+
+    // And a fresh assertion for the disabled user says so.
+    assert_rejected(
+        login(&mut c, &mint_one(spec("rep2")), None),
+        "user_disabled",
+    );
+}

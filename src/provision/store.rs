@@ -168,7 +168,9 @@ const CONSUME_ASSERTION: &str = "
 
 /// Records the assertion as consumed. False when it already was (replay).
 /// Two sessions racing on one assertion serialize on the primary key: the
-/// second waits for the first to commit and then sees the conflict.
+/// second waits for the first to commit and then sees the conflict. (A
+/// successful login does this inside its upsert statement; this serves the
+/// refusals that must still say `replay` first.)
 pub fn consume_assertion(
     idp_id: i64,
     assertion_id: &str,
@@ -209,6 +211,8 @@ pub enum Upsert {
         /// {"old": .., "new": ..} of `attributes` when this login changed them.
         attributes_change: Option<serde_json::Value>,
     },
+    /// The assertion was consumed before: nothing this statement did stands.
+    Replayed,
     Disabled,
     NotProvisioned,
 }
@@ -218,6 +222,8 @@ pub enum Upsert {
 /// images never travel to Rust and back as JSON.
 pub struct LoginAudit<'a> {
     pub assertion_id: &'a str,
+    /// Until when the assertion could be replayed (its replay row's lifetime).
+    pub valid_until: DateTime<Utc>,
     pub client_addr: Option<String>,
     /// The 'login' row's detail (the action is added in SQL).
     pub login_detail: serde_json::Value,
@@ -226,15 +232,25 @@ pub struct LoginAudit<'a> {
 }
 
 // The tail shared by both upsert statements: given CTEs `old` (the row before,
-// locked) and `up` (the row after), writes the 'login' row and, for a new
-// user, the 'created' row with the row image, in that order; then returns the
-// stored values and, only when an existing user's row changed beyond the
-// login bookkeeping, the images for the audit of what changed. Parameters:
-// idp id, subject, assertion ID, client address, login detail, sources.
+// locked) and `up` (the row after), records the assertion against replay,
+// writes the 'login' row and, for a new user, the 'created' row with the row
+// image, in that order; then returns one row: whether the assertion was
+// fresh, the stored values and, only when an existing user's row changed
+// beyond the login bookkeeping, the images for the audit of what changed
+// (all NULL when `up` wrote nothing: a disabled or unknown user). A replayed
+// assertion's statement does its writes too; the login then raises and they
+// roll back. Two sessions with one assertion serialize on the replay row's
+// primary key: the second waits for the first to commit, then finds it.
+// Parameters: idp id, subject, assertion ID, client address, login detail,
+// sources, valid until.
 macro_rules! login_audit_tail {
-    ($idp:literal, $subject:literal, $assertion:literal, $addr:literal, $login:literal, $sources:literal) => {
+    ($idp:literal, $subject:literal, $assertion:literal, $addr:literal, $login:literal, $sources:literal, $until:literal) => {
         concat!(
-            "), audit AS (
+            "), consumed AS (
+        INSERT INTO saml_jit.consumed_assertion (idp_id, assertion_id, valid_until)
+        VALUES ($", $idp, ", $", $assertion, ", $", $until, ")
+        ON CONFLICT DO NOTHING RETURNING 1
+    ), audit AS (
         INSERT INTO saml_jit.audit_log (event, idp_id, user_id, subject, assertion_id, client_addr, detail)
         SELECT e.event, $", $idp, ", up.id, $", $subject, ", $", $assertion, ", $", $addr, "::inet, e.detail
           FROM up CROSS JOIN LATERAL (VALUES
@@ -245,13 +261,14 @@ macro_rules! login_audit_tail {
          WHERE e.ord = 1 OR up.created
          ORDER BY e.ord
     )
-    SELECT up.id, up.created, up.email, up.display_name, up.groups,
+    SELECT EXISTS (SELECT FROM consumed), up.id, up.created, up.email, up.display_name, up.groups,
            CASE WHEN d.changed THEN o.row - 'attributes' END,
            CASE WHEN d.changed THEN up.row - 'attributes' END,
            CASE WHEN NOT up.created AND o.row -> 'attributes' IS DISTINCT FROM up.row -> 'attributes'
                 THEN jsonb_build_object('old', o.row -> 'attributes', 'new', up.row -> 'attributes')
            END
-      FROM up
+      FROM (SELECT) AS one
+      LEFT JOIN up ON true
       LEFT JOIN old o ON true
      CROSS JOIN LATERAL (
            SELECT NOT up.created
@@ -306,7 +323,7 @@ const UPSERT_USER: &str = concat!(
          WHERE u.status <> 'disabled'
         RETURNING u.id, (u.xmax = 0) AS created, u.email, u.display_name, u.groups, to_jsonb(u) AS row
     ",
-    login_audit_tail!(1, 2, 28, 29, 30, 31)
+    login_audit_tail!(1, 2, 28, 29, 30, 31, 32)
 );
 
 const UPDATE_EXISTING_ONLY: &str = concat!(
@@ -321,7 +338,7 @@ const UPDATE_EXISTING_ONLY: &str = concat!(
          WHERE u.idp_id = $1 AND u.subject = $2 AND u.status <> 'disabled'
         RETURNING u.id, false AS created, u.email, u.display_name, u.groups, to_jsonb(u) AS row
     ",
-    login_audit_tail!(1, 2, 5, 6, 7, 8)
+    login_audit_tail!(1, 2, 5, 6, 7, 8, 9)
 );
 
 const USER_STATUS: &str = "SELECT status FROM saml_jit.users WHERE idp_id = $1 AND subject = $2";
@@ -343,12 +360,13 @@ pub fn upsert_user(
         .iter()
         .filter_map(|t| t.strip_prefix("attributes.").map(str::to_string))
         .collect();
-    let audit_args = || -> [DatumWithOid<'static>; 4] {
+    let audit_args = || -> [DatumWithOid<'static>; 5] {
         [
             audit.assertion_id.to_string().into(),
             audit.client_addr.clone().into(),
             JsonB(audit.login_detail.clone()).into(),
             JsonB(audit.sources.clone()).into(),
+            timestamptz(audit.valid_until).into(),
         ]
     };
     Spi::connect_mut(|client| {
@@ -394,16 +412,20 @@ pub fn upsert_user(
             args.extend(audit_args());
             plans::update(client, UPDATE_EXISTING_ONLY, None, &args)?
         };
-        if let Some(row) = table.into_iter().next() {
+        let row = table.first();
+        if !row.get::<bool>(1)?.unwrap_or(false) {
+            return Ok(Upsert::Replayed);
+        }
+        if let Some(user_id) = row.get::<Uuid>(2)? {
             return Ok(Upsert::Done {
-                user_id: row.get(1)?.expect("users.id is NOT NULL"),
-                created: row.get(2)?.unwrap_or(false),
-                email: row.get(3)?,
-                display_name: row.get(4)?,
-                groups: row.get(5)?.unwrap_or_default(),
-                before: row.get::<JsonB>(6)?.map(|j| j.0),
-                after: row.get::<JsonB>(7)?.map(|j| j.0),
-                attributes_change: row.get::<JsonB>(8)?.map(|j| j.0),
+                user_id,
+                created: row.get(3)?.unwrap_or(false),
+                email: row.get(4)?,
+                display_name: row.get(5)?,
+                groups: row.get(6)?.unwrap_or_default(),
+                before: row.get::<JsonB>(7)?.map(|j| j.0),
+                after: row.get::<JsonB>(8)?.map(|j| j.0),
+                attributes_change: row.get::<JsonB>(9)?.map(|j| j.0),
             });
         }
         let status: Option<String> = client
