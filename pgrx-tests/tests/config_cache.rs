@@ -14,6 +14,15 @@ fn setup(name: &str) -> (Client, Client) {
     (admin, app)
 }
 
+fn display_name(c: &mut Client, subject: &str) -> Option<String> {
+    c.query_one(
+        "SELECT display_name FROM saml_jit.users WHERE subject = $1",
+        &[&subject],
+    )
+    .unwrap()
+    .get(0)
+}
+
 #[test]
 fn a_deactivated_certificate_is_refused_by_a_warm_backend() {
     let (mut admin, mut app) = setup("it_cache_cert");
@@ -47,15 +56,8 @@ fn policy_and_mapping_changes_apply_to_the_next_login() {
         )
         .unwrap();
     let l = login(&mut app, &responses[2], None).unwrap();
-    let display: Option<String> = app
-        .query_one(
-            "SELECT display_name FROM saml_jit.users WHERE subject = $1",
-            &[&l.subject],
-        )
-        .unwrap()
-        .get(0);
     assert_eq!(
-        display.as_deref(),
+        display_name(&mut app, &l.subject).as_deref(),
         Some("Analyst"),
         "the new rule maps title"
     );
@@ -64,15 +66,8 @@ fn policy_and_mapping_changes_apply_to_the_next_login() {
         .batch_execute("DELETE FROM saml_jit.attribute_mapping")
         .unwrap();
     let l = login(&mut app, &responses[3], None).unwrap();
-    let display: Option<String> = app
-        .query_one(
-            "SELECT display_name FROM saml_jit.users WHERE subject = $1",
-            &[&l.subject],
-        )
-        .unwrap()
-        .get(0);
     assert_ne!(
-        display.as_deref(),
+        display_name(&mut app, &l.subject).as_deref(),
         Some("Analyst"),
         "the rule is gone again"
     );
