@@ -253,16 +253,8 @@ fn login(
         sources: sources_json(&user.sources),
     };
     // The upsert also writes the 'login' row and, for a new user, 'created'.
-    let Upsert::Done {
-        user_id,
-        created,
-        email,
-        display_name,
-        groups,
-        before,
-        after,
-        attributes_change,
-    } = (match store::upsert_user(idp, &accepted, &user, &expiry, login_audit)? {
+    let done = match store::upsert_user(idp, &accepted, &user, &expiry, login_audit)? {
+        Upsert::Done(done) => done,
         Upsert::Replayed => return Err(replay()),
         Upsert::Disabled => {
             return Err(reject(
@@ -281,19 +273,20 @@ fn login(
             )
             .into())
         }
-        done => done,
-    })
-    else {
-        unreachable!("the other outcomes returned above")
     };
-    if let (Some(before), Some(after)) = (&before, &after) {
-        let rows = change_audit(before, after, attributes_change.as_ref(), &user.sources);
+    if let (Some(before), Some(after)) = (&done.before, &done.after) {
+        let rows = change_audit(
+            before,
+            after,
+            done.attributes_change.as_ref(),
+            &user.sources,
+        );
         if !rows.is_empty() {
             let entry = |(event, detail)| AuditEntry {
                 event,
                 reason: None,
                 idp_id: Some(idp.id),
-                user_id: Some(user_id),
+                user_id: Some(done.user_id),
                 subject: Some(&accepted.subject),
                 assertion_id: Some(&accepted.assertion_id),
                 client_addr: client_addr.clone(),
@@ -303,15 +296,15 @@ fn login(
         }
     }
     Ok((
-        user_id,
+        done.user_id,
         idp.policy.idp_entity_id.clone(),
         accepted.subject.clone(),
         accepted.name_id.clone(),
-        email,
-        display_name,
-        groups,
+        done.email,
+        done.display_name,
+        done.groups,
         JsonB(user.attributes),
-        if created { "created" } else { "updated" }.to_string(),
+        if done.created { "created" } else { "updated" }.to_string(),
         accepted.session_not_on_or_after.map(timestamptz),
     ))
 }

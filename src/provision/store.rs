@@ -191,26 +191,29 @@ pub fn consume_assertion(
     })
 }
 
+/// The user as one login left it.
+pub struct Provisioned {
+    pub user_id: Uuid,
+    pub created: bool,
+    /// The stored values after this login (with sync = 'on_create' they may
+    /// differ from this assertion's).
+    pub email: Option<String>,
+    pub display_name: Option<String>,
+    pub groups: Vec<String>,
+    /// The row before and after this login, without `attributes`, when an
+    /// existing user's audited values may have changed; None when nothing but
+    /// the login bookkeeping moved (the usual returning login), when created,
+    /// or when a concurrent session created the row a moment earlier (before
+    /// is None then).
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+    /// {"old": .., "new": ..} of `attributes` when this login changed them.
+    pub attributes_change: Option<serde_json::Value>,
+}
+
 /// Outcome of the user upsert.
 pub enum Upsert {
-    Done {
-        user_id: Uuid,
-        created: bool,
-        /// The stored values after this login (with sync = 'on_create' they
-        /// may differ from this assertion's).
-        email: Option<String>,
-        display_name: Option<String>,
-        groups: Vec<String>,
-        /// The row before and after this login, without `attributes`, when
-        /// an existing user's audited values may have changed; None when
-        /// nothing but the login bookkeeping moved (the usual returning
-        /// login), when created, or when a concurrent session created the
-        /// row a moment earlier (before is None then).
-        before: Option<serde_json::Value>,
-        after: Option<serde_json::Value>,
-        /// {"old": .., "new": ..} of `attributes` when this login changed them.
-        attributes_change: Option<serde_json::Value>,
-    },
+    Done(Provisioned),
     /// The assertion was consumed before: nothing this statement did stands.
     Replayed,
     Disabled,
@@ -417,7 +420,7 @@ pub fn upsert_user(
             return Ok(Upsert::Replayed);
         }
         if let Some(user_id) = row.get::<Uuid>(2)? {
-            return Ok(Upsert::Done {
+            return Ok(Upsert::Done(Provisioned {
                 user_id,
                 created: row.get(3)?.unwrap_or(false),
                 email: row.get(4)?,
@@ -426,7 +429,7 @@ pub fn upsert_user(
                 before: row.get::<JsonB>(7)?.map(|j| j.0),
                 after: row.get::<JsonB>(8)?.map(|j| j.0),
                 attributes_change: row.get::<JsonB>(9)?.map(|j| j.0),
-            });
+            }));
         }
         let status: Option<String> = client
             .select(
