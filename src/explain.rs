@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use crate::api::raise;
 use crate::gucs;
 use crate::provision::changes::{changed_columns, group_changes};
+use crate::provision::config;
 use crate::provision::expiry::{expiry, Expiry};
 use crate::provision::mapping::map_attributes;
 use crate::provision::store::{self, probe};
@@ -101,13 +102,15 @@ fn explain(response: &str, in_response_to: Option<&str>) -> pgrx::spi::SpiResult
             incoming.claimed_issuer
         ),
     );
-    let Some(idp) = store::find_idp(&incoming.claimed_issuer)? else {
+    // The same view of the configuration as saml_jit_login (its cache).
+    let Some(snapshot) = config::idp(&incoming.claimed_issuer)? else {
         let r = crate::saml::reject(
             crate::saml::Reason::UnknownIssuer,
             format!("no trusted IdP has entity ID {:?}", incoming.claimed_issuer),
         );
         return Ok(finish(report.stop("idp", &r)));
     };
+    let idp = &snapshot.config;
     let idp_state = if idp.enabled {
         Ok(())
     } else {
@@ -124,7 +127,7 @@ fn explain(response: &str, in_response_to: Option<&str>) -> pgrx::spi::SpiResult
             idp.id, idp.policy.sp_entity_id
         ),
     );
-    let keys = store::trusted_keys(idp.id, now)?;
+    let keys = snapshot.trusted_keys(now);
     report.row(
         "certificates",
         "info",
@@ -216,13 +219,10 @@ fn explain(response: &str, in_response_to: Option<&str>) -> pgrx::spi::SpiResult
     ) else {
         return Ok(finish(report));
     };
-    let user = match map_attributes(&accepted.attributes, &store::mapping_rules(idp.id)?) {
+    let user = match map_attributes(&accepted.attributes, &snapshot.mapping_rules) {
         Ok(mut u) => {
-            u.groups = store::map_groups(
-                &idp,
-                store::has_group_rules(idp.id)?,
-                std::mem::take(&mut u.groups),
-            )?;
+            u.groups =
+                store::map_groups(idp, snapshot.has_group_rules, std::mem::take(&mut u.groups))?;
             u
         }
         Err(r) => return Ok(finish(report.stop("mapping", &r))),

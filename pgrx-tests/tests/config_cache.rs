@@ -94,3 +94,25 @@ fn a_rolled_back_change_does_not_linger_in_the_cache() {
         .unwrap();
     login(&mut app, &responses[2], None).expect("enabled, with the new skew");
 }
+
+#[test]
+fn an_expired_certificate_is_refused_only_when_the_idp_says_so() {
+    let (mut admin, mut app) = setup("it_cache_expired_cert");
+    let responses = mint(&[spec("e1"), spec("e2"), spec("e3"), spec("e4")]);
+    login(&mut app, &responses[0], None).unwrap();
+    // As if the certificate had expired yesterday (not_after is only derived
+    // from the certificate when the certificate itself is written).
+    admin
+        .batch_execute("UPDATE saml_jit.idp_certificate SET not_after = now() - interval '1 day'")
+        .unwrap();
+    login(&mut app, &responses[1], None).expect("validity is informative by default");
+    admin
+        .batch_execute("UPDATE saml_jit.identity_provider SET reject_expired_certificates = true")
+        .unwrap();
+    let detail = assert_rejected(login(&mut app, &responses[2], None), "signature_invalid");
+    assert!(detail.contains("expired"), "{detail}");
+    admin
+        .batch_execute("UPDATE saml_jit.idp_certificate SET not_after = now() + interval '1 year'")
+        .unwrap();
+    login(&mut app, &responses[3], None).expect("valid again");
+}

@@ -77,36 +77,32 @@ pub fn find_idp(entity_id: &str) -> SpiResult<Option<IdpConfig>> {
     })
 }
 
-const ACTIVE_CERTIFICATES: &str = "
-    SELECT c.id, c.certificate, c.fingerprint_sha256
-      FROM saml_jit.idp_certificate c
-      JOIN saml_jit.identity_provider idp ON idp.id = c.idp_id
-     WHERE c.idp_id = $1 AND c.active
-       AND (NOT idp.reject_expired_certificates OR c.not_after > $2)
-     ORDER BY c.id";
-
 thread_local! {
     /// Parsed keys, per certificate row and fingerprint: a certificate row
     /// that changes gets a new fingerprint (the table trigger recomputes it),
     /// so a stale key can never be used; rows that disappear are simply no
-    /// longer asked for.
+    /// longer asked for. Outlives the configuration cache (config.rs), so a
+    /// mapping change does not re-parse every certificate.
     static KEYS: RefCell<HashMap<(i64, String), Rc<TrustedKey>>> = RefCell::default();
 }
 
-/// The IdP's active signing keys (all of them: rollover), parsed once per
-/// backend.
-pub fn trusted_keys(idp_id: i64, now: DateTime<Utc>) -> SpiResult<Vec<Rc<TrustedKey>>> {
+const ACTIVE_CERTIFICATES: &str = "
+    SELECT id, certificate, fingerprint_sha256, (extract(epoch FROM not_after) * 1000000)::bigint
+      FROM saml_jit.idp_certificate
+     WHERE idp_id = $1 AND active
+     ORDER BY id";
+
+/// Every active signing key of the IdP (all of them: rollover) with its
+/// certificate's expiry; the caller filters by time (config.rs). A row whose
+/// certificate does not parse is skipped: it can verify nothing.
+pub fn active_keys(idp_id: i64) -> SpiResult<Vec<(Rc<TrustedKey>, DateTime<Utc>)>> {
     Spi::connect(|client| {
-        let table = plans::select(
-            client,
-            ACTIVE_CERTIFICATES,
-            None,
-            &[idp_id.into(), timestamptz(now).into()],
-        )?;
         let mut out = Vec::new();
-        for row in table {
+        for row in plans::select(client, ACTIVE_CERTIFICATES, None, &[idp_id.into()])? {
             let id: i64 = row.get(1)?.unwrap_or_default();
             let fingerprint: String = row.get(3)?.unwrap_or_default();
+            let not_after = DateTime::from_timestamp_micros(row.get(4)?.unwrap_or(i64::MAX))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC);
             let cached = KEYS.with(|k| k.borrow().get(&(id, fingerprint.clone())).cloned());
             let key = match cached {
                 Some(key) => key,
@@ -120,34 +116,7 @@ pub fn trusted_keys(idp_id: i64, now: DateTime<Utc>) -> SpiResult<Vec<Rc<Trusted
                     key
                 }
             };
-            out.push(key);
-        }
-        Ok(out)
-    })
-}
-
-const ALL_ACTIVE_CERTIFICATES: &str = "
-    SELECT id, certificate, (extract(epoch FROM not_after) * 1000000)::bigint
-      FROM saml_jit.idp_certificate
-     WHERE idp_id = $1 AND active
-     ORDER BY id";
-
-/// Every active key of the IdP with its certificate's expiry (the login cache
-/// filters by time itself; see config.rs).
-pub fn active_keys(idp_id: i64) -> SpiResult<Vec<(Rc<TrustedKey>, DateTime<Utc>)>> {
-    Spi::connect(|client| {
-        let mut out = Vec::new();
-        for row in plans::select(client, ALL_ACTIVE_CERTIFICATES, None, &[idp_id.into()])? {
-            let pem: String = row.get(2)?.unwrap_or_default();
-            let Ok(key) = TrustedKey::from_certificate_der(
-                row.get(1)?.unwrap_or_default(),
-                &der_of_pem(&pem),
-            ) else {
-                continue;
-            };
-            let not_after = DateTime::from_timestamp_micros(row.get(3)?.unwrap_or(i64::MAX))
-                .unwrap_or(DateTime::<Utc>::MAX_UTC);
-            out.push((Rc::new(key), not_after));
+            out.push((key, not_after));
         }
         Ok(out)
     })

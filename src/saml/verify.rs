@@ -352,7 +352,8 @@ pub fn verify_signature(
     if keys.is_empty() {
         return Err(reject(
             Reason::SignatureInvalid,
-            "this IdP has no active signing certificate in saml_jit.idp_certificate",
+            "this IdP has no usable signing certificate in saml_jit.idp_certificate: none is active, \
+             or every active one has expired and identity_provider.reject_expired_certificates is on",
         ));
     }
     let mut failures = Vec::new();
