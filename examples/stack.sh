@@ -1,6 +1,6 @@
-# The example stack on this machine: a throwaway PostgreSQL with saml_jit, the
-# example IdP (pysaml2, its own fresh key) and the example application, all on
-# 127.0.0.1. Sourced by scripts/example and scripts/e2e after scripts/setup
+# The example stack on this machine: a throwaway PostgreSQL with saml_jit, two
+# customers' IdPs (pysaml2, each with its own fresh key: Example Corp and
+# Globex) and the example application, all on 127.0.0.1. Sourced by scripts/example and scripts/e2e after scripts/setup
 # and scripts/lib/cluster.sh; defines functions only.
 
 EXAMPLES=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -29,13 +29,28 @@ wait_for_url() {
   return 1
 }
 
-# example_start WORK APP_PORT IDP_PORT: starts everything; exports APP_URL,
-# IDP_URL, IDP_USERS (the IdP's users file, reread on every login), PGHOST,
-# PGPORT and EXAMPLE_DB.
+# start_idp WORK NAME PORT USERS_JSON: one IdP with a key of its own, made
+# now (the SP learns its certificate from the IdP's metadata).
+start_idp() {
+  local work=$1 name=$2 port=$3 users=$4 tag
+  tag=$(basename "$users" .json)
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=$name IdP" \
+    -keyout "$work/$tag.key" -out "$work/$tag.crt" 2>/dev/null
+  "$EXAMPLE_VENV/bin/python" "$EXAMPLES/idp/idp.py" --name "$name" --base-url "http://127.0.0.1:$port" \
+    --port "$port" --key "$work/$tag.key" --cert "$work/$tag.crt" --users "$users" \
+    --sp-metadata-url "$APP_URL/saml/metadata" >"$work/$tag.log" 2>&1 &
+  echo $! >"$work/$tag.pid"
+  wait_for_url "http://127.0.0.1:$port/metadata" "$work/$tag.log"
+}
+
+# example_start WORK APP_PORT IDP_PORT IDP2_PORT: starts everything; exports
+# APP_URL, IDP_URL (Example Corp), IDP2_URL (Globex), IDP_USERS (Example
+# Corp's users file, reread on every login), PGHOST, PGPORT and EXAMPLE_DB.
 example_start() {
-  local work=$1 app_port=$2 idp_port=$3
+  local work=$1 app_port=$2 idp_port=$3 idp2_port=$4
   local pg_port=$((20000 + RANDOM % 20000))
   export APP_URL=http://127.0.0.1:$app_port IDP_URL=http://127.0.0.1:$idp_port
+  export IDP2_URL=http://127.0.0.1:$idp2_port
   export IDP_USERS=$work/users.json EXAMPLE_DB=example
   mkdir -p "$work"
 
@@ -44,26 +59,22 @@ example_start() {
     "shared_preload_libraries = 'saml_jit'" "saml_jit.audit_database = '$EXAMPLE_DB'"
   psql -X -q -d postgres -c "CREATE DATABASE $EXAMPLE_DB"
 
-  # The IdP signs with a key of its own, made now; the SP learns its
-  # certificate from the IdP's metadata.
-  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=saml_jit example IdP" \
-    -keyout "$work/idp.key" -out "$work/idp.crt" 2>/dev/null
+  # Copies of the users files: the e2e test edits one as an IdP admin would.
   cp "$EXAMPLES/idp/users.json" "$IDP_USERS"
-  "$EXAMPLE_VENV/bin/python" "$EXAMPLES/idp/idp.py" --base-url "$IDP_URL" --port "$idp_port" \
-    --key "$work/idp.key" --cert "$work/idp.crt" --users "$IDP_USERS" \
-    --sp-metadata-url "$APP_URL/saml/metadata" >"$work/idp.log" 2>&1 &
-  echo $! >"$work/idp.pid"
-  wait_for_url "$IDP_URL/metadata" "$work/idp.log"
+  cp "$EXAMPLES/idp/users-globex.json" "$work/users-globex.json"
+  start_idp "$work" "Example Corp" "$idp_port" "$IDP_USERS"
+  start_idp "$work" "Globex" "$idp2_port" "$work/users-globex.json"
 
-  # The administrator's part: register the SP, import the IdP's metadata,
+  # The administrator's part: register the SP, import both IdPs' metadata,
   # map groups, create the application's role.
   psql -X -q -v ON_ERROR_STOP=1 -d "$EXAMPLE_DB" \
     -v sp_entity_id="$APP_URL/saml/metadata" -v acs_url="$APP_URL/saml/acs" \
-    -v idp_metadata="$(curl -sf "$IDP_URL/metadata")" -f "$EXAMPLES/setup.sql" >"$work/setup.log" \
+    -v example_metadata="$(curl -sf "$IDP_URL/metadata")" \
+    -v globex_metadata="$(curl -sf "$IDP2_URL/metadata")" \
+    -f "$EXAMPLES/setup.sql" >"$work/setup.log" \
     || { cat "$work/setup.log"; return 1; }
 
-  SAML_JIT_DSN="host=$PGHOST port=$PGPORT dbname=$EXAMPLE_DB user=example_app" \
-    IDP_ENTITY_ID="$IDP_URL/metadata" PORT=$app_port \
+  SAML_JIT_DSN="host=$PGHOST port=$PGPORT dbname=$EXAMPLE_DB user=example_app" PORT=$app_port \
     "$EXAMPLE_VENV/bin/python" "$EXAMPLES/app/app.py" >"$work/app.log" 2>&1 &
   echo $! >"$work/app.pid"
   wait_for_url "$APP_URL/" "$work/app.log"
@@ -72,7 +83,7 @@ example_start() {
 # example_stop WORK: stops the app, the IdP and the cluster.
 example_stop() {
   local work=$1 pid
-  for pid in "$work/app.pid" "$work/idp.pid"; do
+  for pid in "$work/app.pid" "$work"/users*.pid; do
     [ -f "$pid" ] && kill "$(cat "$pid")" 2>/dev/null || true
   done
   cluster_stop "$work/cluster"

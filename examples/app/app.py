@@ -1,9 +1,10 @@
 """The example application: what an application backend needs for SAML SSO
 when saml_jit does the work inside PostgreSQL.
 
-    GET  /               home page with a "Sign in with SSO" button
-    GET  /login          SP-initiated login: saml_jit_authn_request, then a
-                         redirect to the IdP
+    GET  /               home page: "work e-mail" and a "Sign in with SSO" button
+    GET  /login?email=   SP-initiated login: the e-mail's domain picks the
+                         customer's IdP (table sso_tenant),
+                         saml_jit_authn_request, then a redirect to that IdP
     POST /saml/acs       the Assertion Consumer Service: the posted
                          SAMLResponse goes to saml_jit_login, which verifies,
                          provisions and audits in one transaction
@@ -12,8 +13,7 @@ when saml_jit does the work inside PostgreSQL.
     POST /logout
 
 Settings (environment): SAML_JIT_DSN (libpq string of the application's
-role), IDP_ENTITY_ID (the IdP /login sends users to), SECRET_KEY, PORT,
-LISTEN (address to bind; 0.0.0.0 in a container).
+role), SECRET_KEY, PORT, LISTEN (address to bind; 0.0.0.0 in a container).
 """
 
 import json
@@ -26,7 +26,6 @@ from flask import Flask, abort, redirect, render_template, request, session, url
 app = Flask(__name__)
 app.secret_key = os.environ.get("SECRET_KEY") or secrets.token_hex(32)
 DSN = os.environ.get("SAML_JIT_DSN", "dbname=app")
-IDP_ENTITY_ID = os.environ.get("IDP_ENTITY_ID", "")
 
 
 def db():
@@ -49,10 +48,18 @@ def home():
 
 @app.get("/login")
 def login():
+    email = request.args.get("email", "").strip().lower()
+    domain = email.rpartition("@")[2]
     with db() as conn:
+        tenant = conn.execute(
+            "SELECT idp_entity_id FROM sso_tenant WHERE email_domain = %s", (domain,)
+        ).fetchone()
+        if tenant is None:
+            error = f"No single sign-on is set up for {domain or 'that address'}."
+            return render_template("home.html", error=error, email=email), 404
         row = conn.execute(
             "SELECT redirect_url FROM saml_jit_authn_request(%s, relay_state => %s)",
-            (IDP_ENTITY_ID, request.args.get("next", "/profile")),
+            (tenant[0], local_path(request.args.get("next"))),
         ).fetchone()
     return redirect(row[0])
 
@@ -65,7 +72,7 @@ def acs():
     try:
         with db() as conn:
             user = conn.execute(
-                """SELECT user_id, display_name, action
+                """SELECT user_id, idp_entity_id, action
                      FROM saml_jit_login(%s, client_addr => %s)""",
                 (saml_response, request.remote_addr),
             ).fetchone()
@@ -77,6 +84,7 @@ def acs():
         return render_template("refused.html", reason=reason, detail=e.diag.message_detail), 403
     session.clear()
     session["user_id"] = str(user[0])
+    session["idp"] = user[1]
     session["last_action"] = user[2]
     return redirect(local_path(request.form.get("RelayState")))
 
@@ -91,7 +99,7 @@ def metadata():
 @app.get("/profile")
 def profile():
     if "user_id" not in session:
-        return redirect(url_for("login", next="/profile"))
+        return redirect(url_for("home"))
     with db() as conn:
         cur = conn.execute(
             """SELECT subject, email, display_name, title, groups, status, login_count,
@@ -112,6 +120,7 @@ def profile():
         "profile.html",
         user=user,
         action=session.get("last_action"),
+        idp=session.get("idp"),
         audit=[(t, event, json.dumps(detail, sort_keys=True)) for t, event, detail in audit],
     )
 

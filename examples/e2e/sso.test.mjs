@@ -2,8 +2,9 @@
 // against the example stack that scripts/e2e starts: the example app, the
 // pysaml2 IdP with its login form, PostgreSQL with saml_jit.
 //
-// Environment: APP_URL, IDP_URL, IDP_USERS (the IdP's users file),
-// SCREENSHOTS (directory for one PNG per step), CHROMIUM (optional path).
+// Environment: APP_URL, IDP_URL and IDP2_URL (two customers' IdPs: Example
+// Corp and Globex), IDP_USERS (Example Corp's users file), SCREENSHOTS
+// (directory for one PNG per step), CHROMIUM (optional path).
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,6 +14,7 @@ import { chromium } from 'playwright-core';
 
 const APP_URL = required('APP_URL');
 const IDP_URL = required('IDP_URL');
+const IDP2_URL = required('IDP2_URL');
 const IDP_USERS = required('IDP_USERS');
 const SCREENSHOTS = required('SCREENSHOTS');
 
@@ -31,11 +33,17 @@ async function shot(name) {
   await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
 }
 
-// Starts at the app, signs in at the IdP's form, returns where the browser lands.
-async function signIn(username, password) {
+// Starts at the app with a work e-mail, which picks the customer's IdP.
+async function startSso(email, idpUrl) {
   await page.goto(`${APP_URL}/`);
+  await page.fill('#email', email);
   await page.click('#sso');
-  await page.waitForURL(`${IDP_URL}/sso/redirect?**`);
+  await page.waitForURL(`${idpUrl}/sso/redirect?**`);
+}
+
+// Signs in at the IdP's form; the browser ends on the app's answer.
+async function signIn(email, username, password, idpUrl = IDP_URL) {
+  await startSso(email, idpUrl);
   await page.fill('#username', username);
   await page.fill('#password', password);
   // The IdP's page posts the SAMLResponse to the ACS by itself; the ACS then
@@ -84,12 +92,14 @@ describe('SP-initiated SSO through the example app', () => {
 
   test('an unauthenticated visitor is sent to the IdP with an AuthnRequest', async () => {
     await page.goto(`${APP_URL}/`);
+    await page.fill('#email', 'ada@example.com');
     await shot('01-app-home');
     await page.click('#sso');
     await page.waitForURL(`${IDP_URL}/sso/redirect?**`);
     const url = new URL(page.url());
     assert.ok(url.searchParams.get('SAMLRequest'), 'the redirect carries a SAMLRequest');
     assert.equal(url.searchParams.get('RelayState'), '/profile');
+    assert.match(await page.locator('main').innerText(), /Sign in to Example Corp/);
     assert.match(await page.locator('main').innerText(), /Requested by .*\/saml\/metadata/);
     await shot('02-idp-login-form');
   });
@@ -105,14 +115,15 @@ describe('SP-initiated SSO through the example app', () => {
   });
 
   test('the first login creates the user with its groups and audit rows', async () => {
-    await signIn('ada', 'correct horse battery staple');
+    await signIn('ada@example.com', 'ada', 'correct horse battery staple');
     assert.equal(page.url(), `${APP_URL}/profile`, 'RelayState brought the browser back to /profile');
     assert.match(await page.locator('#action').innerText(), /account created/);
     assert.equal(await page.locator('#title').innerText(), 'Analyst');
     const groups = await page.locator('#groups .badge').allTextContents();
     assert.deepEqual(groups.sort(), ['app:developer', 'app:member']);
     assert.match(await page.locator('#user').innerText(), /ada@example\.com/);
-    assert.match(await page.locator('#user').innerText(), /u-10815/);
+    assert.equal(await page.locator('#subject').innerText(), 'u-10815');
+    assert.equal(await page.locator('#idp').innerText(), `${IDP_URL}/metadata`);
     assert.deepEqual((await auditEvents()).sort(), ['created', 'login']);
     await shot('03-profile-created');
   });
@@ -123,7 +134,7 @@ describe('SP-initiated SSO through the example app', () => {
       a.title = ['Principal Analyst'];
       a.memberOf = ['engineering', 'staff', 'auditors'];
     });
-    await signIn('ada', 'correct horse battery staple');
+    await signIn('ada@example.com', 'ada', 'correct horse battery staple');
     assert.match(await page.locator('#action').innerText(), /account updated/);
     assert.equal(await page.locator('#title').innerText(), 'Principal Analyst');
     const groups = await page.locator('#groups .badge').allTextContents();
@@ -150,7 +161,7 @@ describe('SP-initiated SSO through the example app', () => {
       await route.continue({ postData: form.toString() });
     });
     try {
-      await signIn('ada', 'correct horse battery staple');
+      await signIn('ada@example.com', 'ada', 'correct horse battery staple');
     } finally {
       await page.unroute(`${APP_URL}/saml/acs`);
     }
@@ -184,5 +195,33 @@ describe('SP-initiated SSO through the example app', () => {
     await page.waitForLoadState('networkidle');
     assert.equal(await page.locator('#reason').innerText(), 'replay');
     await shot('06-replay-refused');
+  });
+
+  test('an e-mail domain without single sign-on is told so', async () => {
+    await page.goto(`${APP_URL}/`);
+    await page.fill('#email', 'someone@initech.example');
+    await page.click('#sso');
+    await page.waitForLoadState('networkidle');
+    assert.ok(page.url().startsWith(`${APP_URL}/login`), page.url());
+    assert.match(await page.locator('#error').innerText(), /No single sign-on is set up for initech\.example/);
+  });
+
+  test("another customer's IdP with the same NameID gets a separate account", async () => {
+    // Globex's IdP says NameID u-10815 too: users are keyed by (IdP, subject),
+    // so this is a new user, and Ada's account is untouched.
+    await signIn('hank@globex.example', 'hank', 'globex rules', IDP2_URL);
+    assert.equal(page.url(), `${APP_URL}/profile`);
+    assert.match(await page.locator('#action').innerText(), /account created/);
+    assert.equal(await page.locator('#idp').innerText(), `${IDP2_URL}/metadata`);
+    assert.equal(await page.locator('#subject').innerText(), 'u-10815');
+    assert.equal(await page.locator('#email').innerText(), 'hank@globex.example');
+    assert.deepEqual(await page.locator('#groups .badge').allTextContents(), ['app:member']);
+    await shot('07-second-customer');
+
+    await signOut();
+    await signIn('ada@example.com', 'ada', 'correct horse battery staple');
+    assert.match(await page.locator('#action').innerText(), /account updated/);
+    assert.equal(await page.locator('#email').innerText(), 'ada@example.com');
+    assert.equal(await page.locator('#title').innerText(), 'Principal Analyst');
   });
 });

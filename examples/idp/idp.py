@@ -45,7 +45,8 @@ PAGE = """<!doctype html>
 
 
 class IdP:
-    def __init__(self, base_url, key, cert, users_file, sp_metadata_url):
+    def __init__(self, name, base_url, key, cert, users_file, sp_metadata_url):
+        self.name = name
         self.base_url = base_url.rstrip("/")
         self.entity_id = self.base_url + "/metadata"
         self.key, self.cert = key, cert
@@ -61,7 +62,7 @@ class IdP:
                 "entityid": self.entity_id,
                 "service": {
                     "idp": {
-                        "name": "saml_jit example IdP",
+                        "name": self.name,
                         "endpoints": {
                             "single_sign_on_service": [
                                 (self.base_url + "/sso/redirect", BINDING_HTTP_REDIRECT)
@@ -109,7 +110,7 @@ class IdP:
         request = self.server().parse_authn_request(saml_request, BINDING_HTTP_REDIRECT)
         sp = html.escape(request.message.issuer.text)
         body = (
-            "<h1>Sign in to the example IdP</h1>"
+            f"<h1>Sign in to {html.escape(self.name)}</h1>"
             f'<p class="muted">Requested by <b>{sp}</b></p>'
             + (f'<p class="error">{html.escape(error)}</p>' if error else "")
             + '<form method="post" action="/sso/login">'
@@ -197,6 +198,7 @@ class QuietHandler(WSGIRequestHandler):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--name", default="Example Corp", help="the organisation shown on the login form")
     p.add_argument("--base-url", required=True, help="e.g. http://127.0.0.1:8001")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--listen", default="127.0.0.1", help="address to bind (0.0.0.0 in a container)")
@@ -205,7 +207,7 @@ def main():
     p.add_argument("--users", required=True, help="users JSON file, reread on every login")
     p.add_argument("--sp-metadata-url", required=True)
     a = p.parse_args()
-    idp = IdP(a.base_url, a.key, a.cert, a.users, a.sp_metadata_url)
+    idp = IdP(a.name, a.base_url, a.key, a.cert, a.users, a.sp_metadata_url)
     with make_server(a.listen, a.port, idp, handler_class=QuietHandler) as httpd:
         print(f"idp: listening on {a.base_url}", flush=True)
         httpd.serve_forever()
