@@ -25,6 +25,9 @@ from flask import Flask, abort, redirect, render_template, request, session, url
 
 app = Flask(__name__)
 app.secret_key = os.environ.get("SECRET_KEY") or secrets.token_hex(32)
+# The session cookie is set by the answer to the IdP's cross-site POST and
+# sent on this site's own navigation only.
+app.config.update(SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_HTTPONLY=True)
 DSN = os.environ.get("SAML_JIT_DSN", "dbname=app")
 
 
@@ -113,7 +116,8 @@ def profile():
                 WHERE user_id = %s ORDER BY id DESC LIMIT 8""",
             (session["user_id"],),
         ).fetchall()
-    if not user:
+    if user.get("status") != "active":
+        # Deprovisioned (expired or disabled) since this session began, or gone.
         session.clear()
         return redirect(url_for("home"))
     return render_template(

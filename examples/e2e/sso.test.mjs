@@ -4,12 +4,14 @@
 //
 // Environment: APP_URL, IDP_URL and IDP2_URL (two customers' IdPs: Example
 // Corp and Globex), IDP_USERS (Example Corp's users file), SCREENSHOTS
-// (directory for one PNG per step), CHROMIUM (optional path).
+// (directory for one PNG per step), CHROMIUM (optional path); PGHOST, PGPORT
+// and EXAMPLE_DB for the administrator's psql.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { chromium } from 'playwright-core';
 
 const APP_URL = required('APP_URL');
@@ -65,6 +67,12 @@ function editIdpUser(username, edit) {
   const users = JSON.parse(readFileSync(IDP_USERS, 'utf8'));
   edit(users[username].attributes);
   writeFileSync(IDP_USERS, JSON.stringify(users, null, 2));
+}
+
+// What the application's administrator runs in psql.
+function adminSql(sql) {
+  return execFileSync('psql', ['-X', '-At', '-v', 'ON_ERROR_STOP=1', '-U', 'postgres',
+    '-d', required('EXAMPLE_DB'), '-c', sql], { encoding: 'utf8' }).trim();
 }
 
 async function auditEvents() {
@@ -223,5 +231,22 @@ describe('SP-initiated SSO through the example app', () => {
     assert.match(await page.locator('#action').innerText(), /account updated/);
     assert.equal(await page.locator('#email').innerText(), 'ada@example.com');
     assert.equal(await page.locator('#title').innerText(), 'Principal Analyst');
+  });
+
+  test('a user disabled by the customer loses the session and cannot sign in again', async () => {
+    await page.goto(`${APP_URL}/profile`);
+    assert.equal(await page.locator('#email').innerText(), 'ada@example.com', 'still signed in');
+    // The customer's offboarding list, as the administrator applies it.
+    const outcome = adminSql(
+      `SELECT outcome FROM saml_jit_disable_users('${IDP_URL}/metadata', ARRAY['u-10815'])`);
+    assert.equal(outcome, 'disabled');
+    await page.goto(`${APP_URL}/profile`);
+    assert.equal(page.url(), `${APP_URL}/`, 'the session ended with the account');
+    await signIn('ada@example.com', 'ada', 'correct horse battery staple');
+    assert.equal(await page.locator('#reason').innerText(), 'user_disabled');
+    await shot('08-disabled-refused');
+    // Globex's user with the same NameID is another account, still active.
+    await signIn('hank@globex.example', 'hank', 'globex rules', IDP2_URL);
+    assert.equal(await page.locator('#email').innerText(), 'hank@globex.example');
   });
 });
