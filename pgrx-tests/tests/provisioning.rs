@@ -269,3 +269,33 @@ fn thirty_two_sessions_presenting_one_assertion() {
         1
     );
 }
+
+/// `updated_at` says when the user's data last changed, not when they last
+/// logged in (that is `last_login_at`).
+#[test]
+fn updated_at_moves_only_when_a_value_changes() {
+    let mut c = fresh_database("it_updated_at");
+    trust_demo_idp(&mut c);
+    let mut changed = spec("steady");
+    changed["attributes"]["title"] = json!(["Lead"]);
+    let [first, same, retitled] =
+        <[String; 3]>::try_from(mint(&[spec("steady"), spec("steady"), changed])).unwrap();
+    let stamps = |c: &mut Client| -> (String, String) {
+        let row = c
+            .query_one(
+                "SELECT updated_at::text, last_login_at::text FROM saml_jit.users WHERE subject = 'steady'",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    login(&mut c, &first, None).unwrap();
+    let (created, _) = stamps(&mut c);
+    login(&mut c, &same, None).unwrap();
+    let (after_same, login_same) = stamps(&mut c);
+    assert_eq!(after_same, created, "nothing changed");
+    assert_ne!(login_same, created, "but the login is recorded");
+    login(&mut c, &retitled, None).unwrap();
+    let (after_change, _) = stamps(&mut c);
+    assert_ne!(after_change, created, "the title changed");
+}

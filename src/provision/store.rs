@@ -258,8 +258,9 @@ macro_rules! login_audit_tail {
 // A disabled user's row is left untouched (the WHERE makes it return nothing,
 // and no audit row is written).
 // $14..$24 say, per column, whether an existing user's value is overwritten
-// (jit_update and the mapping's sync policy); $25 lists attributes keys that
-// are imported once (sync = 'on_create').
+// (jit_update and the mapping's sync policy; $23 and $24 both for the
+// attributes); $25 lists attributes keys that are imported once
+// (sync = 'on_create').
 const UPSERT_USER: &str = concat!(
     "
     WITH old AS MATERIALIZED (
@@ -289,7 +290,22 @@ const UPSERT_USER: &str = concat!(
                             ELSE u.attributes END,
                status = 'active',
                expires_at = CASE WHEN $27 THEN u.expires_at ELSE $26 END,
-               updated_at = CASE WHEN $24 THEN now() ELSE u.updated_at END,
+               -- Only when a stored value really changes (or the user is reactivated).
+               updated_at = CASE WHEN ($14 AND (u.name_id, u.name_id_format)
+                                              IS DISTINCT FROM (EXCLUDED.name_id, EXCLUDED.name_id_format))
+                                   OR ($15 AND u.email IS DISTINCT FROM EXCLUDED.email)
+                                   OR ($16 AND u.first_name IS DISTINCT FROM EXCLUDED.first_name)
+                                   OR ($17 AND u.last_name IS DISTINCT FROM EXCLUDED.last_name)
+                                   OR ($18 AND u.display_name IS DISTINCT FROM EXCLUDED.display_name)
+                                   OR ($19 AND u.title IS DISTINCT FROM EXCLUDED.title)
+                                   OR ($20 AND u.organization IS DISTINCT FROM EXCLUDED.organization)
+                                   OR ($21 AND u.employee_number IS DISTINCT FROM EXCLUDED.employee_number)
+                                   OR ($22 AND u.groups IS DISTINCT FROM EXCLUDED.groups)
+                                   OR ($24 AND u.attributes IS DISTINCT FROM EXCLUDED.attributes || (
+                                           SELECT coalesce(jsonb_object_agg(k, u.attributes -> k), '{}')
+                                             FROM unnest($25::text[]) k WHERE u.attributes ? k))
+                                   OR u.status <> 'active'
+                                 THEN now() ELSE u.updated_at END,
                last_login_at = now(),
                login_count = u.login_count + 1
          WHERE u.status <> 'disabled'
