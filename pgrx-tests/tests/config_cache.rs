@@ -116,3 +116,23 @@ fn an_expired_certificate_is_refused_only_when_the_idp_says_so() {
         .unwrap();
     login(&mut app, &responses[3], None).expect("valid again");
 }
+
+#[test]
+fn without_a_version_row_nothing_is_cached() {
+    let (mut admin, mut app) = setup("it_cache_no_version");
+    let responses = mint(&[spec("n1"), spec("n2"), spec("n3")]);
+    admin
+        .batch_execute("DELETE FROM saml_jit.config_version")
+        .unwrap();
+    login(&mut app, &responses[0], None).expect("logins still work");
+    // No trigger can announce this change any more (its UPDATE finds no row);
+    // the next login must see it all the same.
+    admin
+        .batch_execute("UPDATE saml_jit.identity_provider SET enabled = false")
+        .unwrap();
+    assert_rejected(login(&mut app, &responses[1], None), "idp_disabled");
+    admin
+        .batch_execute("UPDATE saml_jit.identity_provider SET enabled = true")
+        .unwrap();
+    login(&mut app, &responses[2], None).unwrap();
+}

@@ -55,11 +55,15 @@ thread_local! {
 
 const CONFIG_VERSION: &str = "SELECT version FROM saml_jit.config_version";
 
+/// None when the row is missing (someone emptied the table): then nothing
+/// is cached and every login reads the configuration afresh.
 fn current_version() -> SpiResult<Option<i64>> {
     Spi::connect(|client| {
-        plans::select(client, CONFIG_VERSION, Some(1), &[])?
-            .first()
-            .get_one::<i64>()
+        let table = plans::select(client, CONFIG_VERSION, Some(1), &[])?;
+        if table.is_empty() {
+            return Ok(None);
+        }
+        table.first().get_one::<i64>()
     })
 }
 
