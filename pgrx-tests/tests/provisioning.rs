@@ -299,3 +299,26 @@ fn updated_at_moves_only_when_a_value_changes() {
     let (after_change, _) = stamps(&mut c);
     assert_ne!(after_change, created, "the title changed");
 }
+
+/// With jit_create = false the login runs the other upsert statement; it too
+/// writes the login audit row and the replay row.
+#[test]
+fn without_jit_create_an_existing_user_is_audited_and_replay_guarded() {
+    let mut c = fresh_database("it_no_create_audit");
+    trust_demo_idp(&mut c);
+    let [first, second] = <[String; 2]>::try_from(mint(&[spec("kept"), spec("kept")])).unwrap();
+    login(&mut c, &first, None).unwrap();
+    c.batch_execute("UPDATE saml_jit.identity_provider SET jit_create = false")
+        .unwrap();
+    let l = login(&mut c, &second, None).expect("an existing user still logs in");
+    assert_eq!(l.action, "updated");
+    let (rows, distinct): (i64, i64) = c
+        .query_one(
+            "SELECT count(*), count(DISTINCT assertion_id) FROM saml_jit.audit_log WHERE event = 'login'",
+            &[],
+        )
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!((rows, distinct), (2, 2), "one login row per assertion");
+    assert_rejected(login(&mut c, &second, None), "replay");
+}
