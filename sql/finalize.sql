@@ -11,3 +11,4 @@ REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_parse_idp_metadata(text, text) F
 REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_sp_metadata_text(text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_sp_metadata(text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_audit_queue() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_version() FROM PUBLIC;

@@ -1,12 +1,9 @@
 -- Lifecycle: expiry-based and list-based deprovisioning, and retention.
 -- Writers are SECURITY DEFINER with a pinned search_path, not executable by PUBLIC.
 
--- The instant lifecycle checks use: saml_jit.now_override when set (tests),
--- else the transaction time.
-CREATE FUNCTION saml_jit.effective_now() RETURNS timestamptz
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT coalesce(nullif(current_setting('saml_jit.now_override', true), '')::timestamptz, now())
-$$;
+-- The instant lifecycle checks use is saml_jit.effective_now(), a function of
+-- the library (src/gucs.rs): saml_jit.now_override when a superuser's session
+-- set it (tests), else the clock.
 
 -- Deletes what can no longer matter: replay rows of assertions that can no
 -- longer be valid, and audit rows older than saml_jit.audit_retention (an

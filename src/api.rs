@@ -192,11 +192,17 @@ fn login(
     } else {
         None
     };
+    // Every step before is bounded (shape.rs); a cancel or statement_timeout
+    // that arrived meanwhile ends the login here rather than after it.
+    pg_sys::check_for_interrupts!();
     let verified = verify(&incoming, &keys, idp.policy.allow_sha1, sp_key.as_ref())?;
+    pg_sys::check_for_interrupts!();
     seen.subject = verified.assertion.name_id.as_ref().map(|n| n.value.clone());
     // A response to an AuthnRequest must answer one this SP sent and nobody
     // answered yet. (Rolled back with everything else if a later check fails.)
-    let answered_request = match verified.envelope.in_response_to.as_deref() {
+    // The request is the one the signed assertion answers (its bearer
+    // SubjectConfirmationData), never the possibly unsigned envelope's.
+    let answered_request = match verified.assertion.answered_request() {
         Some(request_id) => {
             answered_request(idp, request_id, &verified.assertion.id, in_response_to, now)?
         }
@@ -340,6 +346,18 @@ fn change_audit(
 }
 
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
+
+/// The version of the loaded library and of the installed SQL objects; they
+/// differ after a package upgrade until `ALTER EXTENSION saml_jit UPDATE`.
+#[pg_extern(stable)]
+fn saml_jit_version() -> TableIterator<'static, (name!(library, String), name!(sql, Option<String>))>
+{
+    let sql = Spi::get_one::<String>(
+        "SELECT extversion::text FROM pg_catalog.pg_extension WHERE extname = 'saml_jit'",
+    )
+    .unwrap_or(None);
+    TableIterator::once((env!("CARGO_PKG_VERSION").to_string(), sql))
+}
 
 fn sources_json(sources: &[(String, String)]) -> serde_json::Value {
     sources

@@ -161,7 +161,8 @@ fn explain(response: &str, in_response_to: Option<&str>) -> pgrx::spi::SpiResult
             signed(&verified.assertion_signature)
         ),
     );
-    let request = verified.envelope.in_response_to.clone();
+    // What the signed assertion answers, as the login judges it.
+    let request = verified.assertion.answered_request().map(str::to_string);
     if let Some(id) = &request {
         let state = probe::request_state(idp.id, id, now)?;
         let ok = match (&state, in_response_to) {

@@ -3,6 +3,7 @@
 use std::ffi::CString;
 
 use chrono::{DateTime, Utc};
+use pgrx::prelude::*;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 
 /// Default for `saml_jit.max_response_bytes`: 1 MB of base64.
@@ -64,19 +65,47 @@ pub fn audit_database() -> String {
 /// The instant every time check uses: `saml_jit.now_override` when set, else the clock.
 ///
 /// An unparsable override is an error rather than a silent fallback to the
-/// clock, so a test never passes for the wrong reason.
+/// clock, so a test never passes for the wrong reason. The override is
+/// honoured only in a superuser's session: before the library is loaded,
+/// `saml_jit.now_override` is a placeholder that any role may SET, and a
+/// role allowed to run `saml_jit_purge` or `saml_jit_deprovision_expired`
+/// could otherwise move time to 2100, purge live replay rows and expire every
+/// user. Every entry point, SQL ones included (`saml_jit.effective_now()`),
+/// reads time here.
 pub fn now() -> Result<DateTime<Utc>, String> {
-    match NOW_OVERRIDE.get() {
-        None => Ok(Utc::now()),
-        Some(raw) => {
-            let text = raw.to_string_lossy();
-            let text = text.trim();
-            if text.is_empty() {
-                return Ok(Utc::now());
-            }
-            crate::saml::time::parse_instant(text)
-                .map_err(|e| format!("saml_jit.now_override = {text:?} is not a timestamp: {e}"))
-        }
+    let Some(raw) = NOW_OVERRIDE.get() else {
+        return Ok(Utc::now());
+    };
+    let text = raw.to_string_lossy();
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(Utc::now());
+    }
+    // SAFETY: plain catalog lookups of the session's own user.
+    let superuser_session = unsafe { pg_sys::superuser_arg(pg_sys::GetSessionUserId()) };
+    if !superuser_session {
+        return Err(format!(
+            "saml_jit.now_override is set ({text:?}) in a session whose user is not a superuser; \
+             it is a test setting that only a superuser's session may use, so nothing runs with it"
+        ));
+    }
+    crate::saml::time::parse_instant(text)
+        .map_err(|e| format!("saml_jit.now_override = {text:?} is not a timestamp: {e}"))
+}
+
+/// `saml_jit.effective_now()`: the instant the SQL lifecycle functions use,
+/// read through the registered superuser-only setting (loading the library
+/// registers it, so a placeholder value set by anyone is checked here too).
+#[pg_extern(stable, parallel_safe, schema = "saml_jit")]
+fn effective_now() -> TimestampWithTimeZone {
+    match now() {
+        Ok(t) => crate::api::timestamptz(t),
+        Err(msg) => crate::api::raise(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            msg,
+            None,
+            None,
+        ),
     }
 }
 

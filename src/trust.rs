@@ -135,5 +135,5 @@ extension_sql_file!(
 extension_sql_file!(
     "../sql/lifecycle.sql",
     name = "lifecycle",
-    requires = ["trust"]
+    requires = ["trust", crate::gucs::effective_now]
 );

@@ -47,10 +47,18 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// A corpus of `../shared` beside the checkout (`conformance`, `interop`), if
+/// present. Tests that need it are marked ignored by build.rs when it is not.
+pub fn shared_dir(corpus: &str) -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared")
+        .join(corpus);
+    dir.join("cases.json").is_file().then_some(dir)
+}
+
 /// The shared conformance corpus beside the checkout, if present.
 pub fn conformance_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance");
-    dir.join("cases.json").is_file().then_some(dir)
+    shared_dir("conformance")
 }
 
 // ---------------------------------------------------------------------------
@@ -216,4 +224,90 @@ pub fn assert_rejected(result: Result<Login, Refusal>, reason: &str) -> String {
             r.detail
         }
     }
+}
+
+/// Signs `xml` again with the demo IdP key (the xmlsec1 tool recomputes the
+/// digest and SignatureValue of the document's first ds:Signature): how the
+/// tests mint a genuinely signed response of a shape pysaml2 would not make.
+pub fn resign(xml: &str) -> String {
+    let dir = std::env::temp_dir().join(format!(
+        "saml_jit_resign_{}_{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("in.xml");
+    let output = dir.join("out.xml");
+    std::fs::write(&input, xml).unwrap();
+    let key = format!(
+        "{},{}",
+        fixture("demo-idp.key").display(),
+        fixture("demo-idp.crt").display()
+    );
+    let status = std::process::Command::new("xmlsec1")
+        .args(["--sign", "--privkey-pem", &key])
+        .args([
+            "--id-attr:ID",
+            "urn:oasis:names:tc:SAML:2.0:assertion:Assertion",
+        ])
+        .args([
+            "--id-attr:ID",
+            "urn:oasis:names:tc:SAML:2.0:protocol:Response",
+        ])
+        .arg("--output")
+        .arg(&output)
+        .arg(&input)
+        .status()
+        .expect("run xmlsec1");
+    assert!(status.success(), "xmlsec1 --sign failed");
+    let signed = std::fs::read_to_string(&output).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    to_response(&signed)
+}
+
+/// `xml` with the attribute `name` (and its value) removed from the first
+/// element whose start tag contains `element`.
+pub fn drop_attribute(xml: &str, element: &str, name: &str) -> String {
+    let tag = xml.find(element).unwrap_or_else(|| panic!("no {element}"));
+    let tag_end = tag + xml[tag..].find('>').unwrap();
+    let at = tag
+        + xml[tag..tag_end]
+            .find(&format!(" {name}="))
+            .unwrap_or_else(|| panic!("{element} has no {name}"));
+    let quote_open = at + name.len() + 2;
+    let quote = &xml[quote_open..quote_open + 1];
+    let close = quote_open + 1 + xml[quote_open + 1..].find(quote).unwrap();
+    format!("{}{}", &xml[..at], &xml[close + 1..])
+}
+
+/// `xml` without the first element named `local` (any prefix), children included.
+pub fn drop_element(xml: &str, local: &str) -> String {
+    let start = find_start_tag(xml, local).unwrap_or_else(|| panic!("no {local}"));
+    let prefix_end = xml[start + 1..].find(local).unwrap() + start + 1;
+    let qname = &xml[start + 1..prefix_end + local.len()];
+    let close = format!("</{qname}>");
+    let end = xml[start..].find(&close).unwrap() + start + close.len();
+    format!("{}{}", &xml[..start], &xml[end..])
+}
+
+/// Where the first start tag of an element named `local` (any prefix) begins.
+pub fn find_start_tag(xml: &str, local: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = xml[from..].find(local) {
+        let at = from + i;
+        let after = xml.as_bytes().get(at + local.len()).copied();
+        let lt = xml[..at].rfind('<')?;
+        let name = &xml[lt + 1..at];
+        if !name.starts_with('/')
+            && name
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == ':' || c == '_')
+            && (name.is_empty() || name.ends_with(':'))
+            && matches!(after, Some(b' ' | b'>' | b'/'))
+        {
+            return Some(lt);
+        }
+        from = at + local.len();
+    }
+    None
 }

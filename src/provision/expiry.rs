@@ -26,7 +26,7 @@ pub enum Expiry {
 
 /// An expiry attribute value: an xs:dateTime, or a number of days from now.
 fn parse_expiry(value: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let v = value.trim();
+    let v = crate::saml::text::xml_trim(value);
     if let Ok(t) = parse_instant(v) {
         return Some(t);
     }

@@ -6,6 +6,7 @@
 use serde_json::{Map, Value};
 
 use crate::saml::extract::Attribute;
+use crate::saml::text::xml_trim;
 use crate::saml::{reject, Reason, Reject};
 
 /// A row of saml_jit.attribute_mapping.
@@ -145,7 +146,7 @@ fn first_value(attributes: &[Attribute], names: &[&str]) -> Option<(String, Stri
             .find_map(|a| {
                 a.values
                     .iter()
-                    .map(|v| v.trim())
+                    .map(|v| xml_trim(v))
                     .find(|v| !v.is_empty())
                     .map(|v| (v.to_string(), a.name.clone()))
             })
@@ -168,7 +169,7 @@ pub fn default_mapping(attributes: &[Attribute]) -> UserRecord {
         attributes
             .iter()
             .filter(|a| GROUPS.iter().any(|g| matches(a, g)))
-            .flat_map(|a| a.values.iter().map(|v| v.trim().to_string())),
+            .flat_map(|a| a.values.iter().map(|v| xml_trim(v).to_string())),
     );
     let mut all = Map::new();
     for a in attributes {
@@ -250,7 +251,7 @@ pub fn map_attributes(
             .iter()
             .filter(|a| rule.matches(a))
             .flat_map(|a| a.values.iter())
-            .map(|v| v.trim().to_string())
+            .map(|v| xml_trim(v).to_string())
             .filter(|v| !v.is_empty())
             .collect();
         if values.is_empty() {

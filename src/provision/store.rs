@@ -16,6 +16,7 @@ use super::expiry::{Expiry, ExpiryPolicy};
 use super::mapping::{MappingRule, UserRecord};
 use super::plans;
 use crate::api::timestamptz;
+use crate::saml::text::xml_trim;
 use crate::saml::validate::{Accepted, Policy};
 use crate::saml::verify::TrustedKey;
 
@@ -480,7 +481,7 @@ pub fn map_groups(idp: &IdpConfig, has_rules: bool, values: Vec<String>) -> SpiR
             ],
         )? {
             if let Some(g) = row.get::<String>(1)? {
-                mapped.push(g.trim().to_string());
+                mapped.push(xml_trim(&g).to_string());
             }
         }
         Ok(super::mapping::distinct(mapped.into_iter()))

@@ -1,15 +1,11 @@
-//! Step 1: the POSTed base64 value to XML bytes, refusing oversized input and
-//! documents whose shape alone is hostile (DTDs, absurd nesting, more than one
-//! root) before any DOM is built.
+//! Step 1: the POSTed base64 value to UTF-8 XML bytes, refusing oversized
+//! input and documents whose shape alone is hostile (shape.rs) before any DOM
+//! is built.
 
 use base64::Engine;
-use quick_xml::events::Event;
-use quick_xml::Reader;
 
+use super::shape::{check_shape, Limits};
 use super::{reject, Reason, Reject};
-
-/// Deeper nesting than any real SAML response has (they stay below 15).
-pub const MAX_DEPTH: usize = 64;
 
 /// Decodes the base64 SAMLResponse. Line breaks and spaces are ignored
 /// (IdPs wrap base64 at 64 or 76 columns); anything else must be base64.
@@ -38,80 +34,63 @@ pub fn decode_response(input: &str, max_bytes: usize) -> Result<Vec<u8>, Reject>
                 ),
             )
         })?;
-    check_shape(&xml)?;
+    let xml = to_utf8(xml)?;
+    check_shape(&xml, &Limits::RESPONSE)?;
     Ok(xml)
 }
 
-/// A streaming pass over the raw XML: no DOCTYPE (so no entity can ever be
-/// expanded), bounded depth, exactly one root element, well-formed nesting.
-pub fn check_shape(xml: &[u8]) -> Result<(), Reject> {
-    let mut reader = Reader::from_reader(xml);
-    reader.config_mut().check_end_names = true;
-    let mut depth = 0usize;
-    let mut roots = 0usize;
-    let mut buf = Vec::new();
-    loop {
-        let event = reader.read_event_into(&mut buf).map_err(|e| {
-            reject(
-                Reason::Malformed,
-                format!(
-                    "the XML is not well-formed at byte {}: {e}",
-                    reader.buffer_position()
-                ),
-            )
-        })?;
-        match event {
-            Event::DocType(_) => {
-                return Err(reject(
-                    Reason::DtdForbidden,
-                    "the document has a DOCTYPE; SAML responses never need one and it is refused \
-                     before any entity could be expanded",
-                ))
-            }
-            Event::Start(_) => {
-                if depth == 0 {
-                    roots += 1;
-                }
-                depth += 1;
-                if depth > MAX_DEPTH {
-                    return Err(reject(
-                        Reason::Malformed,
-                        format!("elements are nested more than {MAX_DEPTH} levels deep"),
-                    ));
-                }
-            }
-            Event::Empty(_) if depth == 0 => roots += 1,
-            Event::End(_) => depth = depth.saturating_sub(1),
-            Event::Text(t) if depth == 0 && !t.iter().all(|b| b.is_ascii_whitespace()) => {
-                return Err(reject(Reason::Malformed, "text outside the root element"))
-            }
-            Event::CData(_) if depth == 0 => {
-                return Err(reject(Reason::Malformed, "CDATA outside the root element"))
-            }
-            Event::Eof => break,
-            _ => {}
-        }
-        if roots > 1 {
-            return Err(reject(
-                Reason::Malformed,
-                "the document has more than one root element",
-            ));
-        }
-        buf.clear();
-    }
-    if roots == 0 {
+/// The document as UTF-8. XML 1.0 (4.3.3) makes every processor read UTF-16:
+/// a document with a UTF-16 byte order mark, or that starts `<` as UTF-16
+/// without one, is transcoded here, and its XML declaration's `encoding` is
+/// rewritten to match. Signatures are unaffected: what they digest is the
+/// canonical form, which is UTF-8 whatever the input encoding was.
+pub fn to_utf8(xml: Vec<u8>) -> Result<Vec<u8>, Reject> {
+    let (little_endian, body) = match xml.as_slice() {
+        [0xFF, 0xFE, rest @ ..] => (true, rest),
+        [0xFE, 0xFF, rest @ ..] => (false, rest),
+        [b'<', 0, _, 0, ..] => (true, xml.as_slice()),
+        [0, b'<', 0, _, ..] => (false, xml.as_slice()),
+        _ => return Ok(xml),
+    };
+    if body.len() % 2 != 0 {
         return Err(reject(
             Reason::Malformed,
-            "the document has no root element",
+            "the document is UTF-16 with an odd number of bytes",
         ));
     }
-    if depth != 0 {
-        return Err(reject(
-            Reason::Malformed,
-            "the document is truncated (unclosed elements)",
-        ));
+    let units = body.chunks_exact(2).map(|pair| {
+        let bytes = [pair[0], pair[1]];
+        if little_endian {
+            u16::from_le_bytes(bytes)
+        } else {
+            u16::from_be_bytes(bytes)
+        }
+    });
+    let text: String = char::decode_utf16(units)
+        .collect::<Result<_, _>>()
+        .map_err(|_| reject(Reason::Malformed, "the document is not valid UTF-16"))?;
+    Ok(declare_utf8(&text).into_bytes())
+}
+
+/// `text` with the encoding of its XML declaration (if any) set to UTF-8.
+fn declare_utf8(text: &str) -> String {
+    let Some(declaration_end) = text.starts_with("<?xml").then(|| text.find("?>")).flatten() else {
+        return text.to_string();
+    };
+    let declaration = &text[..declaration_end];
+    let Some(at) = declaration.find("encoding") else {
+        return text.to_string();
+    };
+    let rest = &declaration[at..];
+    let value = rest.find(['"', '\'']).and_then(|open| {
+        let quote = rest[open..].chars().next()?;
+        let close = rest[open + 1..].find(quote)? + open + 1;
+        Some((at + open + 1, at + close))
+    });
+    match value {
+        Some((from, to)) => format!("{}UTF-8{}", &text[..from], &text[to..]),
+        None => text.to_string(),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -149,5 +128,47 @@ mod tests {
         assert_eq!(code(decode_response(&b64(xxe), 10_000)), "dtd_forbidden");
         let deep = format!("{}{}", "<a>".repeat(100), "</a>".repeat(100));
         assert_eq!(code(decode_response(&b64(&deep), 10_000)), "malformed");
+    }
+
+    fn utf16(text: &str, little_endian: bool, bom: bool) -> String {
+        let mut bytes = Vec::new();
+        if bom {
+            bytes.extend(if little_endian {
+                [0xFF, 0xFE]
+            } else {
+                [0xFE, 0xFF]
+            });
+        }
+        for unit in text.encode_utf16() {
+            bytes.extend(if little_endian {
+                unit.to_le_bytes()
+            } else {
+                unit.to_be_bytes()
+            });
+        }
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+
+    #[test]
+    fn reads_utf16() {
+        let doc = "<?xml version=\"1.0\" encoding=\"UTF-16\"?><a>Dö€</a>";
+        let want = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><a>Dö€</a>".as_bytes();
+        for (le, bom) in [(true, true), (false, true), (true, false), (false, false)] {
+            assert_eq!(decode_response(&utf16(doc, le, bom), 10_000).unwrap(), want);
+        }
+        let plain = "<a encoding='x'/>";
+        assert_eq!(
+            decode_response(&utf16(plain, true, true), 10_000).unwrap(),
+            plain.as_bytes()
+        );
+        let mut odd = utf16(plain, true, true);
+        odd = b64(&{
+            let mut b = base64::engine::general_purpose::STANDARD
+                .decode(odd)
+                .unwrap();
+            b.push(0);
+            String::from_utf8_lossy(&b).into_owned()
+        });
+        assert_eq!(code(decode_response(&odd, 10_000)), "malformed");
     }
 }

@@ -8,11 +8,26 @@ use std::ptr;
 use xmlsec::bindings as x;
 
 use super::dom::{Document, Node};
+use super::shape::{check_shape, Limits};
 use super::{reject, Reason, Reject};
 
 const NS_XENC: &str = "http://www.w3.org/2001/04/xmlenc#";
 
-// xmlsec/xmlenc.h is not part of the crate's bindings (the struct is).
+// xmlsec/xmlenc.h is not part of the crate's bindings, and its struct is
+// opaque there. The fields saml_jit sets come first in the struct, so only
+// this head is mirrored (layout of libxmlsec1 1.2.37's xmlenc.h; the members
+// are the crate's own bound types).
+#[repr(C)]
+struct EncCtxHead {
+    user_data: *mut std::ffi::c_void,
+    flags: std::ffi::c_uint,
+    flags2: std::ffi::c_uint,
+    mode: std::ffi::c_int,
+    key_info_read_ctx: x::xmlSecKeyInfoCtx,
+    key_info_write_ctx: x::xmlSecKeyInfoCtx,
+    transform_ctx: x::xmlSecTransformCtx,
+}
+
 extern "C" {
     fn xmlSecEncCtxCreate(keys_mngr: x::xmlSecKeysMngrPtr) -> *mut x::xmlSecEncCtx;
     fn xmlSecEncCtxDestroy(ctx: *mut x::xmlSecEncCtx);
@@ -104,19 +119,29 @@ fn check_algorithms(encrypted: Node) -> Result<Node, Reject> {
     Ok(data)
 }
 
-/// Decrypts the EncryptedData of `encrypted` (an EncryptedAssertion of `doc`)
-/// and returns the plaintext XML bytes.
+/// The one answer to every failure to decrypt, whatever failed: the key
+/// transport, the padding, the cipher, or the plaintext that came out (not
+/// XML, not the element expected). Distinct answers would make the login a
+/// decryption oracle (Jager and Somorovsky, CCS 2011).
+pub fn failed() -> Reject {
+    reject(
+        Reason::EncryptedUnsupported,
+        "an encrypted element of the response could not be decrypted with this SP's private key \
+         (saml_jit_set_sp_key); check that the IdP encrypts for this SP's current certificate",
+    )
+}
+
+/// Decrypts the EncryptedData of `encrypted` (an EncryptedAssertion,
+/// EncryptedID or EncryptedAttribute of `doc`) and returns the plaintext.
+/// Nothing outside the document is ever resolved: structurally, shape.rs
+/// already refused CipherReference and any URI but `#id`; here xmlsec is
+/// told the same (same-document URIs only, one level of RetrievalMethod and
+/// EncryptedKey), so a message can never make the backend open a file or a
+/// socket, or block on one.
 pub fn decrypt(doc: &Document, encrypted: Node, sp_key: &SpKey) -> Result<Vec<u8>, Reject> {
     let data = check_algorithms(encrypted)?;
-    // Only inside the EncryptedAssertion may a RetrievalMethod find its key.
+    // Only inside the encrypted element may a RetrievalMethod find its key.
     encrypted.register_ids_named(doc, "Id");
-    let failed = || {
-        reject(
-            Reason::EncryptedUnsupported,
-            "the EncryptedAssertion could not be decrypted with this SP's private key \
-             (saml_jit_set_sp_key); check that the IdP encrypts for this SP's current certificate",
-        )
-    };
     // SAFETY: the manager owns a duplicate of the key; both the manager and
     // the context are destroyed on every path; the result buffer belongs to
     // the context and is copied before it is destroyed.
@@ -136,7 +161,10 @@ pub fn decrypt(doc: &Document, encrypted: Node, sp_key: &SpKey) -> Result<Vec<u8
             return Err(failed());
         }
         let ctx = xmlSecEncCtxCreate(mngr);
-        let plaintext = if ctx.is_null() {
+        let plaintext = if ctx.is_null() || !confine(ctx, mngr) {
+            if !ctx.is_null() {
+                xmlSecEncCtxDestroy(ctx);
+            }
             None
         } else {
             let buf = xmlSecEncCtxDecryptToBuffer(ctx, data.ptr);
@@ -150,6 +178,39 @@ pub fn decrypt(doc: &Document, encrypted: Node, sp_key: &SpKey) -> Result<Vec<u8
         x::xmlSecKeysMngrDestroy(mngr);
         plaintext.filter(|p| !p.is_empty()).ok_or_else(failed)
     }
+}
+
+/// Same-document URIs only for the ciphertext and for key retrieval, and no
+/// chains of RetrievalMethod or EncryptedKey.
+/// False (fail closed) when the mirrored layout does not match the library's:
+/// the keys manager xmlsec stored in the read context must be ours.
+unsafe fn confine(ctx: *mut x::xmlSecEncCtx, mngr: x::xmlSecKeysMngrPtr) -> bool {
+    let head = ctx as *mut EncCtxHead;
+    if (*head).key_info_read_ctx.keysMngr != mngr || (*head).key_info_write_ctx.keysMngr != mngr
+    {
+        return false;
+    }
+    let same_document = x::xmlSecTransformUriTypeSameDocument as x::xmlSecTransformUriType;
+    (*head).transform_ctx.enabledUris = same_document;
+    (*head).key_info_read_ctx.retrievalMethodCtx.enabledUris = same_document;
+    (*head).key_info_read_ctx.maxRetrievalMethodLevel = 1;
+    (*head).key_info_read_ctx.maxEncryptedKeyLevel = 1;
+    true
+}
+
+/// The plaintext of `encrypted`, checked and parsed as a standalone document
+/// whose root wraps what was decrypted; any failure is `failed()`.
+pub fn open(
+    doc: &Document,
+    encrypted: Node,
+    sp_key: &SpKey,
+    namespaces: &[(String, String)],
+) -> Result<(Vec<u8>, Document), Reject> {
+    let plaintext = decrypt(doc, encrypted, sp_key)?;
+    let standalone = standalone(&plaintext, namespaces);
+    check_shape(&standalone, &Limits::RESPONSE).map_err(|_| failed())?;
+    let parsed = Document::parse(&standalone).map_err(|_| failed())?;
+    Ok((standalone, parsed))
 }
 
 /// The plaintext as a standalone document: wrapped in an element that

@@ -99,6 +99,14 @@ impl Document {
                 return Ok(());
             }
             let value = node.attr("ID").unwrap_or_default();
+            // xmlsec turns "#id" into the XPointer xpointer(id('id')): only an
+            // NCName may ever get there (shape.rs refused others already).
+            if !super::text::is_ncname(&value) {
+                return Err(reject(
+                    Reason::Malformed,
+                    "an ID attribute is not an xs:ID (NCName)",
+                ));
+            }
             let cvalue = CString::new(value.clone())
                 .map_err(|_| reject(Reason::Malformed, "an ID attribute contains NUL"))?;
             if x::xmlAddID(
@@ -279,7 +287,11 @@ impl Node {
                 if attr.is_null() {
                     continue;
                 }
-                if let Some(value) = node.attr(name).and_then(|v| CString::new(v).ok()) {
+                if let Some(value) = node
+                    .attr(name)
+                    .filter(|v| super::text::is_ncname(v))
+                    .and_then(|v| CString::new(v).ok())
+                {
                     x::xmlAddID(
                         ptr::null_mut(),
                         doc.raw(),

@@ -26,6 +26,9 @@ pub struct Envelope {
     pub status_message: Option<String>,
     pub assertions: Vec<Element>,
     pub encrypted_assertions: usize,
+    /// Whether these values come from a verified Response signature (else
+    /// from the unsigned DOM, where they can only make a response fail).
+    pub signed: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -65,7 +68,19 @@ pub struct Assertion {
     pub authn_instant: Option<DateTime<Utc>>,
     pub session_index: Option<String>,
     pub session_not_on_or_after: Option<DateTime<Utc>>,
+    pub has_authn_statement: bool,
     pub attributes: Vec<Attribute>,
+}
+
+impl Assertion {
+    /// The request this assertion answers, from its signed bearer
+    /// SubjectConfirmationData (profiles 4.1.4.2), never from the envelope.
+    pub fn answered_request(&self) -> Option<&str> {
+        self.confirmations
+            .iter()
+            .filter(|c| c.method == BEARER)
+            .find_map(|c| c.in_response_to.as_deref())
+    }
 }
 
 fn instant(el: &Element, attr: &str) -> Result<Option<DateTime<Utc>>, Reject> {
@@ -79,8 +94,7 @@ fn instant(el: &Element, attr: &str) -> Result<Option<DateTime<Utc>>, Reject> {
 
 /// Element text, with the XML whitespace around it removed.
 fn trimmed(text: &str) -> String {
-    text.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'))
-        .to_string()
+    super::text::xml_trim(text).to_string()
 }
 
 /// An Issuer must be plain text: an Issuer holding elements is a wrapping attempt.
@@ -140,6 +154,7 @@ pub fn envelope(root: &Element) -> Result<Envelope, Reject> {
         encrypted_assertions: root
             .children_named(NS_ASSERTION, "EncryptedAssertion")
             .count(),
+        signed: false,
     })
 }
 
@@ -239,6 +254,7 @@ pub fn assertion(el: &Element) -> Result<Assertion, Reject> {
             .map(|a| instant(a, "SessionNotOnOrAfter"))
             .transpose()?
             .flatten(),
+        has_authn_statement: authn.is_some(),
         attributes,
     })
 }

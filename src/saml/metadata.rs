@@ -4,8 +4,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::decode::check_shape;
 use super::dom::NS_DSIG;
+use super::shape::{check_shape, Limits};
 use super::time::parse_instant;
 use super::tree::Element;
 
@@ -29,7 +29,7 @@ pub struct IdpMetadata {
 /// Reads IdP metadata; `entity_id` picks one entity out of an
 /// EntitiesDescriptor (optional when it holds exactly one IdP).
 pub fn parse_idp_metadata(xml: &str, entity_id: Option<&str>) -> Result<IdpMetadata, String> {
-    check_shape(xml.as_bytes())
+    check_shape(xml.as_bytes(), &Limits::METADATA)
         .map_err(|r| format!("the metadata is not acceptable XML: {}", r.detail))?;
     let root = Element::parse(xml.as_bytes()).map_err(|r| r.detail)?;
     let mut candidates = Vec::new();
@@ -85,7 +85,7 @@ pub fn parse_idp_metadata(xml: &str, entity_id: Option<&str>) -> Result<IdpMetad
         sso_post: sso(BINDING_POST),
         name_id_formats: idp
             .children_named(NS_MD, "NameIDFormat")
-            .map(|n| n.text.trim().to_string())
+            .map(|n| super::text::xml_trim(&n.text).to_string())
             .collect(),
         valid_until: *valid_until,
         want_authn_requests_signed: matches!(

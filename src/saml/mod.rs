@@ -13,6 +13,8 @@ pub mod dom;
 pub mod extract;
 pub mod metadata;
 pub mod response;
+pub mod shape;
+pub mod text;
 pub mod tree;
 pub mod validate;
 pub mod verify;

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use chrono::{DateTime, Utc};
 
 use super::decode::decode_response;
-use super::decrypt::{self, decrypt, SpKey};
+use super::decrypt::{self, SpKey};
 use super::dom::{Document, Node, NS_ASSERTION, NS_DSIG, NS_PROTOCOL};
 use super::extract::{self, Assertion, Envelope};
 use super::tree::Element;
@@ -86,10 +86,7 @@ pub fn receive(input: &str, max_bytes: usize) -> Result<Incoming, Reject> {
                 "the Issuer element contains child elements",
             ))
         }
-        Some(n) => n
-            .text()
-            .trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'))
-            .to_string(),
+        Some(n) => super::text::xml_trim(&n.text()).to_string(),
         None => String::new(),
     };
     if claimed_issuer.is_empty() {
@@ -150,7 +147,11 @@ pub fn verify(
     let signed_envelope = response_signature
         .as_ref()
         .map(|s| Element::parse(&s.signed_bytes).and_then(|e| extract::envelope(&e)))
-        .transpose()?;
+        .transpose()?
+        .map(|envelope| Envelope {
+            signed: true,
+            ..envelope
+        });
 
     let (assertion_signature, assertion_tree) = if let [node] = plain.as_slice() {
         doc.register_id(*node)?;
@@ -180,19 +181,11 @@ pub fn verify(
                  install one with saml_jit_set_sp_key(sp_entity_id, private_key, certificate)",
             )
         })?;
-        let plaintext = decrypt(doc, node, sp_key)?;
-        let standalone = decrypt::standalone(&plaintext, &node.in_scope_namespaces());
-        super::decode::check_shape(&standalone)?;
-        let inner = Document::parse(&standalone)?;
-        let wrapper = inner.root().expect("parsed");
+        let (standalone, inner) = decrypt::open(doc, node, sp_key, &node.in_scope_namespaces())?;
+        let wrapper = inner.root().ok_or_else(decrypt::failed)?;
         let decrypted = match wrapper.children().as_slice() {
             [a] if a.is(NS_ASSERTION, "Assertion") => *a,
-            _ => {
-                return Err(reject(
-                    Reason::Malformed,
-                    "the EncryptedAssertion does not decrypt to exactly one saml:Assertion",
-                ))
-            }
+            _ => return Err(decrypt::failed()),
         };
         check_unique_ids(wrapper, &[decrypted])?;
         inner.register_id(decrypted)?;
@@ -267,22 +260,19 @@ fn decrypt_identifiers(tree: &mut Element, sp_key: Option<&SpKey>) -> Result<(),
             let xml = slot.to_xml();
             let doc = Document::parse(xml.as_bytes())?;
             let root = doc.root().expect("parsed");
-            let plaintext = decrypt(&doc, root, key)?;
             let namespaces: Vec<(String, String)> = SAML_NAMESPACES
                 .iter()
                 .map(|(p, u)| (p.to_string(), u.to_string()))
                 .collect();
-            let standalone = decrypt::standalone(&plaintext, &namespaces);
-            super::decode::check_shape(&standalone)?;
-            let decrypted = Element::parse(&standalone)?.children.into_iter().next();
+            let (standalone, _) = decrypt::open(&doc, root, key, &namespaces)?;
+            let decrypted = Element::parse(&standalone)
+                .map_err(|_| decrypt::failed())?
+                .children
+                .into_iter()
+                .next();
             match decrypted {
                 Some(el) if el.is(NS_ASSERTION, wanted.1) => *slot = el,
-                _ => {
-                    return Err(reject(
-                        Reason::Malformed,
-                        format!("an {} does not decrypt to a saml:{}", wanted.0, wanted.1),
-                    ))
-                }
+                _ => return Err(decrypt::failed()),
             }
         }
     }

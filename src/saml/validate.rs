@@ -51,7 +51,7 @@ type Check = fn(&Inputs<'_>) -> Result<(), Reject>;
 
 /// The profile checks in the order they run, each with the name
 /// saml_jit_explain shows.
-pub const CHECKS: [(&str, Check); 10] = [
+pub const CHECKS: [(&str, Check); 11] = [
     ("version", |i| check_version(i.envelope)),
     ("issuer", |i| {
         check_issuer(i.envelope, i.assertion, i.policy)
@@ -59,7 +59,7 @@ pub const CHECKS: [(&str, Check); 10] = [
     ("status", |i| check_status(i.envelope)),
     ("destination", |i| check_destination(i.envelope, i.policy)),
     ("in_response_to", |i| {
-        check_in_response_to(i.envelope, i.policy, i.in_response_to)
+        check_in_response_to(i.envelope, i.assertion, i.policy, i.in_response_to)
     }),
     ("conditions_time", |i| {
         check_conditions_time(i.assertion, i.policy, i.now)
@@ -68,6 +68,7 @@ pub const CHECKS: [(&str, Check); 10] = [
     ("subject_confirmation", |i| {
         check_bearer_confirmation(i.assertion, i.policy, i.now, i.in_response_to)
     }),
+    ("authn_statement", |i| check_authn_statement(i.assertion)),
     ("session", |i| check_session(i.assertion, i.policy, i.now)),
     ("subject", |i| subject(i.assertion, i.policy).map(|_| ())),
 ];
@@ -169,27 +170,72 @@ fn check_destination(envelope: &Envelope, policy: &Policy) -> Result<(), Reject>
                 policy.acs_url
             ),
         )),
+        // A signed message must say where it was meant to go (bindings
+        // 3.5.5.2), or a response signed for another endpoint could be
+        // forwarded here.
+        None if envelope.signed => Err(reject(
+            Reason::DestinationMismatch,
+            format!(
+                "the Response is signed but has no Destination; a signed Response must name the \
+                 ACS it was sent to (SAML bindings 3.5.5.2), here {:?}",
+                policy.acs_url
+            ),
+        )),
         _ => Ok(()),
     }
 }
 
+/// Whether the response answers a request, judged by what was signed: the
+/// bearer SubjectConfirmationData's InResponseTo (profiles 4.1.4.2). The
+/// Response's own InResponseTo may be unsigned, so it can only make a
+/// response fail: it must agree with what the assertion answers.
 fn check_in_response_to(
     envelope: &Envelope,
+    assertion: &Assertion,
     policy: &Policy,
     expected: Option<&str>,
 ) -> Result<(), Reject> {
-    match (expected, envelope.in_response_to.as_deref()) {
-        (Some(want), Some(got)) if want != got => Err(reject(
-            Reason::InResponseToMismatch,
-            format!("the Response answers request {got:?}, but the application sent {want:?}"),
+    let mismatch = |detail: String| Err(reject(Reason::InResponseToMismatch, detail));
+    let answered = assertion.answered_request();
+    if let Some(got) = envelope.in_response_to.as_deref() {
+        if let Some(want) = expected.filter(|want| *want != got) {
+            return mismatch(format!(
+                "the Response answers request {got:?}, but the application sent {want:?}"
+            ));
+        }
+        if answered.is_none() {
+            return mismatch(format!(
+                "the Response claims to answer request {got:?}, but its assertion's signed bearer \
+                 SubjectConfirmationData answers no request (it is IdP-initiated)"
+            ));
+        }
+    }
+    match (expected, answered) {
+        (Some(want), None) => mismatch(format!(
+            "the application expects an answer to request {want:?}, but the assertion answers no \
+             request (IdP-initiated: its signed SubjectConfirmationData has no InResponseTo)"
         )),
         (None, None) if !policy.allow_idp_initiated => Err(reject(
             Reason::Unsolicited,
-            "the Response has no InResponseTo (IdP-initiated login) and this IdP has \
-             allow_idp_initiated = false",
+            "the assertion answers no request (IdP-initiated login: its signed \
+             SubjectConfirmationData has no InResponseTo) and this IdP has allow_idp_initiated = false",
         )),
         _ => Ok(()),
     }
+}
+
+/// Web Browser SSO is about an authentication: the assertion must carry an
+/// AuthnStatement (profiles 4.1.4.2), or an attribute-only assertion could
+/// log a user in.
+fn check_authn_statement(assertion: &Assertion) -> Result<(), Reject> {
+    if !assertion.has_authn_statement {
+        return Err(reject(
+            Reason::Malformed,
+            "the Assertion has no AuthnStatement; an assertion used to log in must state how the \
+             user authenticated (SAML profiles 4.1.4.2)",
+        ));
+    }
+    Ok(())
 }
 
 fn check_conditions_time(
@@ -317,16 +363,24 @@ fn check_bearer_confirmation(
                     now,
                 )?;
             }
-            if let Some(noa) = c.not_on_or_after {
-                not_on_or_after(
-                    "SubjectConfirmationData NotOnOrAfter",
-                    noa,
-                    policy.clock_skew,
-                    now,
-                )?;
-            }
-            if let (Some(want), Some(got)) = (in_response_to, c.in_response_to.as_deref()) {
-                if want != got {
+            // Without NotOnOrAfter a bearer assertion would be valid forever,
+            // and accepted again once its replay row was purged.
+            let Some(noa) = c.not_on_or_after else {
+                return Err(reject(
+                    Reason::SubjectMissing,
+                    "the bearer SubjectConfirmationData has no NotOnOrAfter; a bearer assertion \
+                     must limit how long it can be used (SAML profiles 4.1.4.2)",
+                ));
+            };
+            not_on_or_after(
+                "SubjectConfirmationData NotOnOrAfter",
+                noa,
+                policy.clock_skew,
+                now,
+            )?;
+            if let Some(want) = in_response_to {
+                let got = c.in_response_to.as_deref();
+                if got != Some(want) {
                     return Err(reject(
                         Reason::InResponseToMismatch,
                         format!(
@@ -388,7 +442,7 @@ fn subject(
                 || a.friendly_name.as_deref() == Some(policy.user_key.as_str())
         })
         .and_then(|a| a.values.first())
-        .map(|v| v.trim().to_string())
+        .map(|v| super::text::xml_trim(v).to_string())
         .filter(|v| !v.is_empty());
     match value {
         Some(v) => Ok((v, name_id)),

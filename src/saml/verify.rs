@@ -13,6 +13,7 @@ use std::sync::Once;
 use xmlsec::bindings as x;
 
 use super::dom::{Document, Node, NS_DSIG};
+use super::text::is_ncname;
 use super::{reject, Reason, Reject};
 
 // xmlsec/errors.h is not part of the crate's bindings.
@@ -307,7 +308,7 @@ fn check_shape(parent: Node, signature: Node, allow_sha1: bool) -> Result<Signat
     };
     let id = parent.attr("ID").unwrap_or_default();
     let uri = reference.attr("URI").unwrap_or_default();
-    if id.is_empty() || uri != format!("#{id}") {
+    if !is_ncname(&id) || uri != format!("#{id}") {
         return Err(bad(format!(
             "references {uri:?}, but it must reference its own {what} (\"#{id}\")"
         )));
