@@ -1,9 +1,14 @@
 -- Lifecycle: expiry-based and list-based deprovisioning, and retention.
 -- Writers are SECURITY DEFINER with a pinned search_path, not executable by PUBLIC.
 
--- The instant lifecycle checks use is saml_jit.effective_now(), a function of
--- the library (src/gucs.rs): saml_jit.now_override when a superuser's session
--- set it (tests), else the clock.
+-- The instant lifecycle checks use: saml_jit.now_override when a superuser's
+-- session set it (tests), else the clock; read by the library (src/gucs.rs),
+-- never with current_setting, which would also see a placeholder value that
+-- any role may set before the library is loaded.
+CREATE FUNCTION saml_jit.effective_now() RETURNS timestamptz
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT @extschema@.saml_jit_effective_now()
+$$;
 
 -- Deletes what can no longer matter: replay rows of assertions that can no
 -- longer be valid, and audit rows older than saml_jit.audit_retention (an

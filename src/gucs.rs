@@ -93,11 +93,12 @@ pub fn now() -> Result<DateTime<Utc>, String> {
         .map_err(|e| format!("saml_jit.now_override = {text:?} is not a timestamp: {e}"))
 }
 
-/// `saml_jit.effective_now()`: the instant the SQL lifecycle functions use,
-/// read through the registered superuser-only setting (loading the library
-/// registers it, so a placeholder value set by anyone is checked here too).
-#[pg_extern(stable, parallel_safe, schema = "saml_jit")]
-fn effective_now() -> TimestampWithTimeZone {
+/// The instant the SQL lifecycle functions use (through
+/// `saml_jit.effective_now()`), read through the registered superuser-only
+/// setting: calling it loads the library, which registers the setting, so a
+/// placeholder value set by anyone is checked here too.
+#[pg_extern(stable, parallel_safe)]
+fn saml_jit_effective_now() -> TimestampWithTimeZone {
     match now() {
         Ok(t) => crate::api::timestamptz(t),
         Err(msg) => crate::api::raise(
@@ -112,3 +113,10 @@ fn effective_now() -> TimestampWithTimeZone {
 pub fn max_response_bytes() -> usize {
     usize::try_from(MAX_RESPONSE_BYTES.get()).unwrap_or(usize::MAX)
 }
+
+// The lifecycle functions read time through effective_now.
+extension_sql_file!(
+    "../sql/lifecycle.sql",
+    name = "lifecycle",
+    requires = ["trust", saml_jit_effective_now]
+);

@@ -131,9 +131,3 @@ extension_sql_file!(
     name = "trust",
     requires = [saml_jit_certificate_info]
 );
-
-extension_sql_file!(
-    "../sql/lifecycle.sql",
-    name = "lifecycle",
-    requires = ["trust", crate::gucs::effective_now]
-);

@@ -42,6 +42,7 @@ fn explains_without_writing() {
         "issuer",
         "audience",
         "subject_confirmation",
+        "authn_statement",
         "replay",
         "mapping",
         "user",

@@ -186,8 +186,7 @@ pub fn decrypt(doc: &Document, encrypted: Node, sp_key: &SpKey) -> Result<Vec<u8
 /// the keys manager xmlsec stored in the read context must be ours.
 unsafe fn confine(ctx: *mut x::xmlSecEncCtx, mngr: x::xmlSecKeysMngrPtr) -> bool {
     let head = ctx as *mut EncCtxHead;
-    if (*head).key_info_read_ctx.keysMngr != mngr || (*head).key_info_write_ctx.keysMngr != mngr
-    {
+    if (*head).key_info_read_ctx.keysMngr != mngr || (*head).key_info_write_ctx.keysMngr != mngr {
         return false;
     }
     let same_document = x::xmlSecTransformUriTypeSameDocument as x::xmlSecTransformUriType;
