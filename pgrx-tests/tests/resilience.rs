@@ -105,14 +105,14 @@ fn an_unprivileged_session_cannot_move_the_lifecycle_clock() {
         panic!("SAML_JIT_TEST_DSN_NO_PRELOAD is not set: run the tests through scripts/test");
     };
     let mut admin = Client::connect(&plain, NoTls).unwrap();
-    admin
-        .batch_execute(
-            "DROP DATABASE IF EXISTS it_res_clock WITH (FORCE);
-             CREATE DATABASE it_res_clock;
-             DROP ROLE IF EXISTS it_clock_operator;
-             CREATE ROLE it_clock_operator LOGIN",
-        )
-        .unwrap();
+    for statement in [
+        "DROP DATABASE IF EXISTS it_res_clock WITH (FORCE)",
+        "CREATE DATABASE it_res_clock",
+        "DROP ROLE IF EXISTS it_clock_operator",
+        "CREATE ROLE it_clock_operator LOGIN",
+    ] {
+        admin.batch_execute(statement).unwrap();
+    }
     let mut c = Client::connect(&format!("{plain} dbname=it_res_clock"), NoTls).unwrap();
     c.batch_execute("CREATE EXTENSION saml_jit").unwrap();
     trust_demo_idp(&mut c);
@@ -123,7 +123,7 @@ fn an_unprivileged_session_cannot_move_the_lifecycle_clock() {
     .unwrap();
     login(&mut c, &mint_one(spec("clock")), None).expect("login");
     c.batch_execute(
-        "GRANT EXECUTE ON FUNCTION saml_jit_purge(), saml_jit_deprovision_expired()
+        "GRANT EXECUTE ON FUNCTION saml_jit_purge(), saml_jit_deprovision_expired(integer, integer)
              TO it_clock_operator",
     )
     .unwrap();
@@ -181,10 +181,9 @@ fn a_crash_in_the_middle_of_logins_leaves_no_partial_state() {
     };
     let mut admin = Client::connect(&crash, NoTls).unwrap();
     admin
-        .batch_execute(
-            "DROP DATABASE IF EXISTS it_res_crash WITH (FORCE); CREATE DATABASE it_res_crash",
-        )
+        .batch_execute("DROP DATABASE IF EXISTS it_res_crash WITH (FORCE)")
         .unwrap();
+    admin.batch_execute("CREATE DATABASE it_res_crash").unwrap();
     let db = format!("{crash} dbname=it_res_crash");
     let mut c = Client::connect(&db, NoTls).unwrap();
     c.batch_execute("CREATE EXTENSION saml_jit").unwrap();
@@ -231,10 +230,15 @@ fn a_crash_in_the_middle_of_logins_leaves_no_partial_state() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut c = loop {
         match Client::connect(&db, NoTls) {
-            Ok(mut c) if c.batch_execute("SELECT 1").is_ok() => break c,
-            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
-            other => panic!("the server did not come back: {:?}", other.err()),
+            Ok(mut c) => {
+                if c.batch_execute("SELECT 1").is_ok() {
+                    break c;
+                }
+            }
+            Err(e) if Instant::now() >= deadline => panic!("the server did not come back: {e}"),
+            Err(_) => {}
         }
+        std::thread::sleep(Duration::from_millis(200));
     };
     let row = c
         .query_one(
