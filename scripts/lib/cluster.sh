@@ -42,9 +42,17 @@ cluster_stop() {
 }
 
 # install_extension [cargo pgrx install flags...]: builds saml_jit and installs
-# it into the system PostgreSQL.
+# it into the system PostgreSQL, with the frozen install scripts of earlier
+# versions (sql/saml_jit--X.Y.Z.sql; cargo pgrx copies only the current one
+# and the upgrade scripts), so CREATE EXTENSION ... VERSION 'X.Y.Z' works.
 install_extension() {
-  local sudo_flag=()
-  [ "$(id -u)" -eq 0 ] || sudo_flag=(--sudo)
+  local sudo_flag=() sudo=()
+  [ "$(id -u)" -eq 0 ] || { sudo_flag=(--sudo); sudo=(sudo); }
   cargo pgrx install --pg-config "$PG_BIN/pg_config" "${sudo_flag[@]}" "$@"
+  local extdir
+  extdir="$("$PG_BIN/pg_config" --sharedir)/extension"
+  for frozen in sql/saml_jit--[0-9]*.[0-9]*.[0-9]*.sql; do
+    case $frozen in *--*--*) continue ;; esac
+    "${sudo[@]}" install -m 644 "$frozen" "$extdir/"
+  done
 }
