@@ -13,29 +13,48 @@ LIMIT = 1024 * 1024
 
 
 def shapes(xml):
+    """(name, document) pairs; the Advice element carries the load, inside
+    the signed Assertion, so all of it is canonicalized before the digest
+    fails."""
     inclusive = xml.replace("http://www.w3.org/2001/10/xml-exc-c14n#",
                             "http://www.w3.org/2006/12/xml-c14n11")
-    at = xml.index("<", xml.index("Subject") - 8)
-    at = xml.rfind("<", 0, xml.index("Subject"))
-    at_incl = inclusive.rfind("<", 0, inclusive.index("Subject"))
 
-    def advice(doc, pos, filler):
+    def advice(doc, filler):
+        pos = doc.rfind("<", 0, doc.index("Subject"))
         return (doc[:pos] + '<saml:Advice xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion">'
                 + filler + "</saml:Advice>" + doc[pos:])
 
-    decls = "".join(f' xmlns:p{i}="urn:bomb:{i}"' for i in range(16))
-    yield "genuine", xml
-    yield "ns16-siblings-c14n11", advice(inclusive, at_incl, f'<p0:x{decls} a="1" b="2"/>' * 2000)
-    yield "ns16-siblings-exc", advice(xml, at, f'<p0:x{decls} a="1" b="2"/>' * 2000)
+    def namespaces(prefix, n):
+        return "".join(f' xmlns:{prefix}{i}="urn:bomb:{i}"' for i in range(n))
+
     attrs = "".join(f' a{i}="v"' for i in range(32))
-    yield "attrs32-siblings-c14n11", advice(inclusive, at_incl, f"<x{attrs}/>" * 2300)
-    yield "elements-9990-c14n11", advice(inclusive, at_incl, "<x/>" * 9990)
-    chain = "<x>" * 24 + "</x>" * 24
-    yield "depth-chains-c14n11", advice(inclusive, at_incl, chain * 400)
+    # Five plus five declarations and those of the response itself: the
+    # limit of 16 namespaces in scope.
+    scoped = f"<x{namespaces('p', 5)}><x{namespaces('q', 5)}>" + "<x>" * 10
+
+    def deep(leaves):
+        return "<x>" * 12 + leaves + "</x>" * 12
+
+    yield "genuine", xml
+    # Exclusive canonicalization (every mainstream IdP), up to the limits.
+    yield "exc-ns-decls-2000", advice(xml, f'<p0:x{namespaces("p", 8)} a="1"/>' * 250)
+    yield "exc-attributes-4000", advice(xml, f"<x{attrs}/>" * 125)
+    yield "exc-elements-4900", advice(xml, "<x/>" * 4900)
+    yield "exc-depth-chains", advice(xml, ("<x>" * 12 + "</x>" * 12) * 400)
+    yield "exc-deep-siblings", advice(xml, deep("<y/>" * 4800))
+    yield "exc-deep-siblings-ns", advice(xml, scoped + "<y/>" * 4800 + "</x>" * 12)
+    yield "exc-deep-siblings-attributes", advice(xml, deep('<y a="1"/>' * 4000 + "<y/>" * 800))
+    yield "exc-text-1mb", advice(xml, "<x>" + "y&amp;" * 120000 + "</x>")
+    # Inclusive canonicalization 1.1: admitted for at most 1,000 nodes.
+    yield "c14n11-deep-siblings-ns", advice(inclusive, scoped + "<y/>" * 920 + "</x>" * 12)
+    yield "c14n11-deep-siblings-attributes", advice(inclusive, deep('<y a="1"/>' * 930))
+    yield "c14n11-text-1mb", advice(inclusive, "<x>" + "y&amp;" * 120000 + "</x>")
     # Refused by the structural pre-check (shape.rs), for comparison.
-    yield "attrs-60000", advice(xml, at, "<x" + "".join(f' a{i}="v"' for i in range(60000)) + "/>")
-    yield "ns-bomb-nested", advice(xml, at, f"<x{decls}>" * 30 + "</x>" * 30)
-    yield "elements-100000", advice(xml, at, "<x/>" * 100000)
+    yield "refused-c14n11-elements-4900", advice(inclusive, "<x/>" * 4900)
+    yield "refused-attrs-60000", advice(xml, "<x" + "".join(f' a{i}="v"' for i in range(60000)) + "/>")
+    yield "refused-ns-bomb-nested", advice(xml, f"<x{namespaces('p', 16)}>" * 30 + "</x>" * 30)
+    yield "refused-elements-100000", advice(xml, "<x/>" * 100000)
+    yield "refused-attributes-70000", advice(inclusive, f"<x{attrs}/>" * 2300)
 
 
 def main():

@@ -6,20 +6,19 @@ use std::time::{Duration, Instant};
 
 use saml_jit_integration::*;
 
-/// The costliest response the structural limits admit (BENCHMARKS.md,
+/// One of the costliest responses the structural limits admit (BENCHMARKS.md,
 /// "Hostile input"): a signed response whose Assertion is filled up to the
-/// element limit with siblings that each declare 16 namespaces, under
-/// inclusive canonicalization, so every byte is canonicalized before the
-/// digest fails, once per active certificate.
+/// node limit with elements at the depth limit, so every node is
+/// canonicalized (at a cost that grows with its depth) before the digest
+/// fails.
 pub fn worst_case(xml: &str) -> String {
-    let declarations: String = (0..16)
-        .map(|i| format!(" xmlns:p{i}=\"urn:bomb:{i}\""))
-        .collect();
-    let filler = format!("<p0:x{declarations} a=\"1\" b=\"2\"/>").repeat(2_000);
-    let inclusive = xml.replace(
-        "http://www.w3.org/2001/10/xml-exc-c14n#",
-        "http://www.w3.org/2006/12/xml-c14n11",
+    let filler = format!(
+        "{}{}{}",
+        "<x>".repeat(12),
+        "<y/>".repeat(4_800),
+        "</x>".repeat(12)
     );
+    let inclusive = xml.to_string();
     let subject = find_start_tag(&inclusive, "Subject").unwrap();
     to_response(&format!(
         "{}<saml:Advice xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\">{filler}</saml:Advice>{}",

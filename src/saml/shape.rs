@@ -10,11 +10,13 @@
 //! The numbers come from data: over the 149 real responses of `../shared`
 //! (conformance and interop corpora: Okta, Entra ID, ADFS, Google, Keycloak,
 //! Shibboleth, PingFederate, ...) the largest seen are depth 10, 73 elements,
-//! 6 attributes and 6 namespace declarations on one element, 25 namespace
-//! declarations in a whole document, IDs of 52 characters. Each limit leaves
+//! 6 attributes and 6 namespace declarations on one element, 86 attributes
+//! and 25 namespace declarations in a whole document, 9 namespace
+//! declarations in scope at one element, IDs of 52 characters. Each limit leaves
 //! a wide margin above that (thousands of group values still fit), while the
-//! worst document the limits admit canonicalizes in a few milliseconds
-//! (BENCHMARKS.md, "Hostile input").
+//! worst document the limits admit costs well under 50 ms of CPU
+//! (`scripts/bench-hostile`, BENCHMARKS.md "Hostile input"). Canonicalization
+//! costs about (nodes x depth): the node and depth limits are set together.
 
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
@@ -29,10 +31,18 @@ pub struct Limits {
     pub depth: usize,
     /// Elements, comments and processing instructions.
     pub nodes: usize,
+    /// The same when any signature uses inclusive canonicalization (1.0 or
+    /// 1.1), which costs several times more per node than exclusive
+    /// canonicalization (every namespace in scope of every node).
+    pub nodes_inclusive_c14n: usize,
     /// Attributes of one element, namespace declarations not counted.
     pub attributes: usize,
+    /// Attributes in the whole document, namespace declarations not counted.
+    pub attributes_total: usize,
     /// Namespace declarations on one element.
     pub namespace_declarations: usize,
+    /// Namespace declarations in the whole document.
+    pub namespace_declarations_total: usize,
     /// Namespace declarations on an element and all its ancestors together:
     /// what inclusive canonicalization walks for every node.
     pub namespaces_in_scope: usize,
@@ -45,11 +55,14 @@ pub struct Limits {
 impl Limits {
     /// A SAMLResponse (and anything decrypted out of one).
     pub const RESPONSE: Limits = Limits {
-        depth: 32,
-        nodes: 10_000,
+        depth: 16,
+        nodes: 5_000,
+        nodes_inclusive_c14n: 1_000,
         attributes: 32,
+        attributes_total: 4_096,
         namespace_declarations: 16,
-        namespaces_in_scope: 32,
+        namespace_declarations_total: 2_048,
+        namespaces_in_scope: 16,
         references: 8,
         prefix_list: 16,
     };
@@ -59,8 +72,11 @@ impl Limits {
     pub const METADATA: Limits = Limits {
         depth: 32,
         nodes: 100_000,
+        nodes_inclusive_c14n: 100_000,
         attributes: 32,
+        attributes_total: 200_000,
         namespace_declarations: 32,
+        namespace_declarations_total: 20_000,
         namespaces_in_scope: 64,
         references: 8,
         prefix_list: 16,
@@ -87,6 +103,7 @@ pub fn check_shape(xml: &[u8], limits: &Limits) -> Result<(), Reject> {
     let mut roots = 0usize;
     let mut nodes = 0usize;
     let mut references = 0usize;
+    let mut totals = Totals::default();
     let mut buf = Vec::new();
     loop {
         let event = reader.read_event_into(&mut buf).map_err(|e| {
@@ -131,7 +148,7 @@ pub fn check_shape(xml: &[u8], limits: &Limits) -> Result<(), Reject> {
                         ));
                     }
                 }
-                let declarations = check_element(e, limits)?;
+                let declarations = check_element(e, limits, &mut totals)?;
                 if matches!(event, Event::Start(_)) {
                     if declared.len() == limits.depth {
                         return Err(malformed(format!(
@@ -178,6 +195,15 @@ pub fn check_shape(xml: &[u8], limits: &Limits) -> Result<(), Reject> {
     if roots == 0 {
         return Err(malformed("the document has no root element".into()));
     }
+    // Checked at the end: a Signature may come after the content it covers.
+    if totals.inclusive_c14n && nodes > limits.nodes_inclusive_c14n {
+        return Err(malformed(format!(
+            "the document has more than {} elements and a signature uses inclusive \
+             canonicalization, which is accepted only for documents of at most {} elements \
+             ({} with exclusive canonicalization, which every mainstream IdP uses)",
+            limits.nodes_inclusive_c14n, limits.nodes_inclusive_c14n, limits.nodes
+        )));
+    }
     if !declared.is_empty() {
         return Err(malformed(
             "the document is truncated (unclosed elements)".into(),
@@ -186,8 +212,27 @@ pub fn check_shape(xml: &[u8], limits: &Limits) -> Result<(), Reject> {
     Ok(())
 }
 
+/// Attributes and namespace declarations seen so far in the document.
+#[derive(Default)]
+struct Totals {
+    attributes: usize,
+    namespace_declarations: usize,
+    /// Whether an `Algorithm` names inclusive canonicalization.
+    inclusive_c14n: bool,
+}
+
+/// Inclusive canonicalization, 1.0 and 1.1, with and without comments.
+const INCLUSIVE_C14N: [&str; 2] = [
+    "http://www.w3.org/TR/2001/REC-xml-c14n-20010315",
+    "http://www.w3.org/2006/12/xml-c14n11",
+];
+
 /// The checks on one start tag; returns how many namespaces it declares.
-fn check_element(e: &BytesStart<'_>, limits: &Limits) -> Result<usize, Reject> {
+fn check_element(
+    e: &BytesStart<'_>,
+    limits: &Limits,
+    totals: &mut Totals,
+) -> Result<usize, Reject> {
     let element = || String::from_utf8_lossy(e.name().as_ref()).into_owned();
     let local = e.local_name();
     if local.as_ref() == b"CipherReference" {
@@ -205,6 +250,7 @@ fn check_element(e: &BytesStart<'_>, limits: &Limits) -> Result<usize, Reject> {
         let key = attr.key;
         if key.as_ref() == b"xmlns" || key.prefix().is_some_and(|p| p.as_ref() == b"xmlns") {
             declarations += 1;
+            totals.namespace_declarations += 1;
             if declarations > limits.namespace_declarations {
                 return Err(malformed(format!(
                     "element {} declares more than {} namespaces",
@@ -212,9 +258,16 @@ fn check_element(e: &BytesStart<'_>, limits: &Limits) -> Result<usize, Reject> {
                     limits.namespace_declarations
                 )));
             }
+            if totals.namespace_declarations > limits.namespace_declarations_total {
+                return Err(malformed(format!(
+                    "the document declares more than {} namespaces",
+                    limits.namespace_declarations_total
+                )));
+            }
             continue;
         }
         attributes += 1;
+        totals.attributes += 1;
         if attributes > limits.attributes {
             return Err(malformed(format!(
                 "element {} has more than {} attributes",
@@ -222,11 +275,18 @@ fn check_element(e: &BytesStart<'_>, limits: &Limits) -> Result<usize, Reject> {
                 limits.attributes
             )));
         }
+        if totals.attributes > limits.attributes_total {
+            return Err(malformed(format!(
+                "the document has more than {} attributes",
+                limits.attributes_total
+            )));
+        }
         let name = key.local_name();
         let is_id = ID_ATTRIBUTES.contains(&name.as_ref());
         let is_uri = name.as_ref() == b"URI";
         let is_prefix_list = name.as_ref() == b"PrefixList";
-        if !(is_id || is_uri || is_prefix_list) {
+        let is_algorithm = name.as_ref() == b"Algorithm";
+        if !(is_id || is_uri || is_prefix_list || is_algorithm) {
             continue;
         }
         let value = attr
@@ -252,6 +312,9 @@ fn check_element(e: &BytesStart<'_>, limits: &Limits) -> Result<usize, Reject> {
                     shorten(&value)
                 ),
             ));
+        }
+        if is_algorithm && INCLUSIVE_C14N.iter().any(|uri| value.starts_with(uri)) {
+            totals.inclusive_c14n = true;
         }
         if is_prefix_list && value.split_ascii_whitespace().count() > limits.prefix_list {
             return Err(malformed(format!(
@@ -290,22 +353,39 @@ mod tests {
 
     #[test]
     fn bounds() {
-        let deep = format!("{}{}", "<a>".repeat(33), "</a>".repeat(33));
+        let deep = format!("{}{}", "<a>".repeat(17), "</a>".repeat(17));
         assert_eq!(code(&deep), "malformed");
-        let deep_ok = format!("{}{}", "<a>".repeat(32), "</a>".repeat(32));
+        let deep_ok = format!("{}{}", "<a>".repeat(16), "</a>".repeat(16));
         assert_eq!(code(&deep_ok), "ok");
-        let many = format!("<a>{}</a>", "<b/>".repeat(10_000));
+        let many = format!("<a>{}</a>", "<b/>".repeat(5_000));
         assert_eq!(code(&many), "malformed");
-        let comments = format!("<a>{}</a>", "<!--x-->".repeat(10_000));
+        let comments = format!("<a>{}</a>", "<!--x-->".repeat(5_000));
         assert_eq!(code(&comments), "malformed");
         let attrs: String = (0..33).map(|i| format!(" a{i}='x'")).collect();
         assert_eq!(code(&format!("<a{attrs}/>")), "malformed");
+        let attrs: String = (0..32).map(|i| format!(" a{i}='x'")).collect();
+        let spread = format!("<a>{}</a>", format!("<b{attrs}/>").repeat(128));
+        assert_eq!(code(&spread), "ok");
+        let spread = format!("<a>{}</a>", format!("<b{attrs}/>").repeat(129));
+        assert_eq!(code(&spread), "malformed");
+        let decls: String = (0..16).map(|i| format!(" xmlns:p{i}='urn:{i}'")).collect();
+        let spread = format!("<a>{}</a>", format!("<b{decls}/>").repeat(129));
+        assert_eq!(code(&spread), "malformed");
         let decls: String = (0..17).map(|i| format!(" xmlns:p{i}='urn:{i}'")).collect();
         assert_eq!(code(&format!("<a{decls}/>")), "malformed");
-        // 16 per element is fine, but not 3 levels of them (48 in scope).
+        // 16 per element is fine, but not 2 levels of them (32 in scope).
         let level: String = (0..16).map(|i| format!(" xmlns:p{i}='urn:{i}'")).collect();
-        let bomb = format!("<a{level}><b{level}><c{level}/></b></a>");
+        assert_eq!(code(&format!("<a{level}/>")), "ok");
+        let bomb = format!("<a{level}><b{level}/></a>");
         assert_eq!(code(&bomb), "malformed");
+        let inclusive = "<M Algorithm='http://www.w3.org/2006/12/xml-c14n11'/>";
+        let small = format!("<a>{}{inclusive}</a>", "<b/>".repeat(998));
+        assert_eq!(code(&small), "ok");
+        let large = format!("<a>{}{inclusive}</a>", "<b/>".repeat(999));
+        assert_eq!(code(&large), "malformed");
+        let exclusive = "<M Algorithm='http://www.w3.org/2001/10/xml-exc-c14n#'/>";
+        let large = format!("<a>{}{exclusive}</a>", "<b/>".repeat(999));
+        assert_eq!(code(&large), "ok");
         let refs = format!("<a>{}</a>", "<Reference URI='#a'/>".repeat(9));
         assert_eq!(code(&refs), "reference_invalid");
         let prefixes = "p ".repeat(17);

@@ -369,7 +369,20 @@ pub fn verify_signature(
                     digest_algorithm: shape.digest_algorithm,
                 });
             }
-            Err(why) => failures.push(format!("certificate {}: {why}", key.certificate_id)),
+            Err(failure) => {
+                failures.push(format!(
+                    "certificate {}: {}",
+                    key.certificate_id, failure.why
+                ));
+                // xmlsec digests the referenced element before it checks the
+                // SignatureValue, and the digest does not depend on the key:
+                // after a digest mismatch no other key can succeed, so the
+                // (possibly large) element is canonicalized once, not once
+                // per active certificate.
+                if failure.digest_mismatch {
+                    break;
+                }
+            }
         }
     }
     Err(reject(
@@ -383,8 +396,15 @@ pub fn verify_signature(
     ))
 }
 
-/// One attempt: Ok(Ok(bytes)) verified, Ok(Err(why)) did not verify with this key.
-fn verify_with_key(signature: Node, key: &TrustedKey) -> Result<Result<Vec<u8>, String>, Reject> {
+/// Why one key did not verify a signature.
+struct Failure {
+    why: String,
+    /// The referenced element's digest did not match: no key can verify.
+    digest_mismatch: bool,
+}
+
+/// One attempt: Ok(Ok(bytes)) verified, Ok(Err(failure)) did not verify with this key.
+fn verify_with_key(signature: Node, key: &TrustedKey) -> Result<Result<Vec<u8>, Failure>, Reject> {
     LAST_XMLSEC_ERROR.with(|e| e.borrow_mut().take());
     // SAFETY: the context is destroyed on every path; signKey is detached
     // before destruction because the key belongs to `key`.
@@ -406,10 +426,23 @@ fn verify_with_key(signature: Node, key: &TrustedKey) -> Result<Result<Vec<u8>, 
                 let why = LAST_XMLSEC_ERROR
                     .with(|e| e.borrow_mut().take())
                     .unwrap_or_else(|| "xmlsec could not process the signature".into());
-                return Ok(Err(why));
+                // Not a key question either: the signature cannot be processed.
+                return Ok(Err(Failure {
+                    why,
+                    digest_mismatch: true,
+                }));
             }
             if (*ctx).status != x::xmlSecDSigStatus_xmlSecDSigStatusSucceeded {
-                return Ok(Err("the signature value or a digest does not match".into()));
+                let digest_mismatch = reference_failed(ctx);
+                let why = if digest_mismatch {
+                    "the digest of the signed element does not match (it was changed after signing)"
+                } else {
+                    "the signature value does not match this certificate's key"
+                };
+                return Ok(Err(Failure {
+                    why: why.into(),
+                    digest_mismatch,
+                }));
             }
             Ok(Ok(signed_reference_bytes(ctx)?))
         })();
@@ -467,6 +500,15 @@ unsafe fn restrict(ctx: x::xmlSecDSigCtxPtr) -> Result<(), Reject> {
         }
     }
     Ok(())
+}
+
+/// Whether a Reference xmlsec processed failed its digest comparison.
+unsafe fn reference_failed(ctx: x::xmlSecDSigCtxPtr) -> bool {
+    let list = &mut (*ctx).signedInfoReferences as *mut x::xmlSecPtrList;
+    (0..x::xmlSecPtrListGetSize(list)).any(|i| {
+        let reference = x::xmlSecPtrListGetItem(list, i) as x::xmlSecDSigReferenceCtxPtr;
+        !reference.is_null() && (*reference).status == x::xmlSecDSigStatus_xmlSecDSigStatusInvalid
+    })
 }
 
 /// The pre-digest buffer of the single SignedInfo Reference.
