@@ -212,6 +212,13 @@ fn saml_jit_authn_request(
         destination: &sso_url,
         acs_url: &acs_url,
         sp_entity_id: &sp_entity_id,
+    })
+    .unwrap_or_else(|e| {
+        fail(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("saml_jit: cannot build an AuthnRequest: {e}"),
+            None,
+        )
     });
     let sign_with = signer.map(|key| {
         move |data: &[u8]| -> Result<Vec<u8>, String> {

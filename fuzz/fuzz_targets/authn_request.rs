@@ -24,9 +24,21 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         acs_url: acs,
         sp_entity_id: issuer,
     };
-    let xml = saml::request::authn_request_xml(&request);
+    // Values XML cannot carry are refused (and said so), never sent.
+    let Ok(xml) = saml::request::authn_request_xml(&request) else {
+        assert!(
+            [issuer, acs, destination]
+                .iter()
+                .any(|v| v.chars().any(|c| c < ' ' && !matches!(c, '\t' | '\n' | '\r')
+                    || matches!(c, '\u{FFFE}' | '\u{FFFF}'))),
+            "a request was refused although every value is XML text"
+        );
+        return;
+    };
     saml::shape::check_shape(xml.as_bytes(), &saml::shape::Limits::RESPONSE)
-        .expect("our own AuthnRequest is well-formed");
+        .expect("our own AuthnRequest passes our structural check");
+    // libxml2 is strict where quick-xml is lenient (characters XML forbids).
+    saml::dom::Document::parse(xml.as_bytes()).expect("our own AuthnRequest is well-formed XML");
     let url = saml::request::redirect_url(destination, &xml, relay_state, None)
         .expect("redirect URL");
     // The parameters this function added come after the SSO URL given.

@@ -26,8 +26,33 @@ fn escape(v: &str) -> String {
         .replace('"', "&quot;")
 }
 
-pub fn authn_request_xml(r: &AuthnRequest<'_>) -> String {
-    format!(
+/// Whether XML 1.0 can carry `c` at all (production Char): the C0 controls
+/// but tab, LF and CR cannot appear in a document, not even escaped.
+fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}')
+}
+
+/// The AuthnRequest XML, or which configured value XML cannot carry.
+pub fn authn_request_xml(r: &AuthnRequest<'_>) -> Result<String, String> {
+    let fields = [
+        ("request ID", r.id),
+        ("IssueInstant", r.issue_instant),
+        (
+            "IdP SSO URL (identity_provider.sso_url_redirect)",
+            r.destination,
+        ),
+        ("ACS URL (service_provider.acs_url)", r.acs_url),
+        ("SP entity ID (service_provider.entity_id)", r.sp_entity_id),
+    ];
+    for (what, value) in fields {
+        if let Some(c) = value.chars().find(|c| !is_xml_char(*c)) {
+            return Err(format!(
+                "the {what} contains the character U+{:04X}, which no XML document can carry",
+                c as u32
+            ));
+        }
+    }
+    Ok(format!(
         "<samlp:AuthnRequest xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\" \
          xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" ID=\"{}\" Version=\"2.0\" \
          IssueInstant=\"{}\" Destination=\"{}\" AssertionConsumerServiceURL=\"{}\" \
@@ -38,7 +63,7 @@ pub fn authn_request_xml(r: &AuthnRequest<'_>) -> String {
         escape(r.destination),
         escape(r.acs_url),
         escape(r.sp_entity_id)
-    )
+    ))
 }
 
 /// RFC 3986 percent-encoding of everything but the unreserved characters.
@@ -114,7 +139,8 @@ mod tests {
             destination: "https://idp/sso",
             acs_url: "https://sp/acs?x=1&y=2",
             sp_entity_id: "urn:sp",
-        });
+        })
+        .unwrap();
         assert!(xml.contains("AssertionConsumerServiceURL=\"https://sp/acs?x=1&amp;y=2\""));
         let url =
             redirect_url("https://idp/sso?tenant=7", &xml, Some("back to /x?y"), None).unwrap();
@@ -133,5 +159,23 @@ mod tests {
             .read_to_string(&mut inflated)
             .unwrap();
         assert_eq!(inflated, xml);
+    }
+
+    #[test]
+    fn values_xml_cannot_carry_are_refused() {
+        let request = |sp_entity_id| AuthnRequest {
+            id: "_abc",
+            issue_instant: "2026-01-01T00:00:00Z",
+            destination: "https://idp/sso",
+            acs_url: "https://sp/acs",
+            sp_entity_id,
+        };
+        let err = authn_request_xml(&request("urn:sp\u{1}")).unwrap_err();
+        assert!(
+            err.contains("SP entity ID") && err.contains("U+0001"),
+            "{err}"
+        );
+        assert!(authn_request_xml(&request("urn:sp\u{FFFF}")).is_err());
+        assert!(authn_request_xml(&request("urn:sp\tç€😀")).is_ok());
     }
 }
