@@ -195,7 +195,11 @@ pub fn verify(
         let tree = match (&signature, &response_signature) {
             (Some(a), _) => Some(Element::parse(&a.signed_bytes)?),
             // The signed Response covers the ciphertext these bytes came from.
-            (None, Some(_)) => Element::parse(&standalone)?.children.into_iter().next(),
+            (None, Some(_)) => Element::parse(&standalone)
+                .map_err(|_| decrypt::failed())?
+                .children
+                .into_iter()
+                .next(),
             (None, None) => None,
         };
         (signature, tree)
