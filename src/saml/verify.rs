@@ -426,10 +426,12 @@ fn verify_with_key(signature: Node, key: &TrustedKey) -> Result<Result<Vec<u8>, 
                 let why = LAST_XMLSEC_ERROR
                     .with(|e| e.borrow_mut().take())
                     .unwrap_or_else(|| "xmlsec could not process the signature".into());
-                // Not a key question either: the signature cannot be processed.
+                // An error can be this key's (an EC key for an RSA signature,
+                // as during a rollover between algorithms): the next key is
+                // tried unless a digest already failed.
                 return Ok(Err(Failure {
                     why,
-                    digest_mismatch: true,
+                    digest_mismatch: reference_failed(ctx),
                 }));
             }
             if (*ctx).status != x::xmlSecDSigStatus_xmlSecDSigStatusSucceeded {
