@@ -13,3 +13,4 @@ REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_sp_metadata(text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_audit_queue() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_version() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_effective_now() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_email_domain(text) FROM PUBLIC;

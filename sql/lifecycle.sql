@@ -11,18 +11,25 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- Deletes what can no longer matter: replay rows of assertions that can no
--- longer be valid, and audit rows older than saml_jit.audit_retention (an
--- interval; empty = keep forever).
-CREATE FUNCTION @extschema@.saml_jit_purge(OUT replay_rows bigint, OUT audit_rows bigint)
+-- longer be valid, sessions that ended (or ran out) longer ago than
+-- saml_jit.session_retention, and audit rows older than
+-- saml_jit.audit_retention (an interval; empty = keep forever).
+CREATE FUNCTION @extschema@.saml_jit_purge(OUT replay_rows bigint, OUT audit_rows bigint,
+                                          OUT session_rows bigint)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     t timestamptz := saml_jit.effective_now();
     retention interval := nullif(current_setting('saml_jit.audit_retention', true), '')::interval;
+    session_retention interval :=
+        coalesce(nullif(current_setting('saml_jit.session_retention', true), ''), '30 days')::interval;
 BEGIN
     DELETE FROM saml_jit.consumed_assertion WHERE valid_until < t;
     GET DIAGNOSTICS replay_rows = ROW_COUNT;
     -- Requests nobody can answer any more (a day of grace for the audit trail).
     DELETE FROM saml_jit.authn_request WHERE expires_at < t - interval '1 day';
+    DELETE FROM saml_jit.session
+     WHERE ended_at < t - session_retention OR not_on_or_after < t - session_retention;
+    GET DIAGNOSTICS session_rows = ROW_COUNT;
     audit_rows := 0;
     IF retention IS NOT NULL THEN
         DELETE FROM saml_jit.audit_log WHERE occurred_at < t - retention;
@@ -32,7 +39,7 @@ END
 $$;
 
 -- The scheduled function: expires every active user whose expires_at has
--- passed (one audit row each), then purges. Works in batches over the partial
+-- passed (one audit row each) and ends their sessions, then purges. Works in batches over the partial
 -- index users_active_expiry_idx; rows that a login holds at that moment are
 -- skipped (SKIP LOCKED) rather than waited for: that login sets a new expiry.
 -- All of it happens in the caller's transaction, so the expired rows stay
@@ -63,6 +70,9 @@ BEGIN
             UPDATE saml_jit.users u SET status = 'expired', updated_at = now()
               FROM due WHERE u.id = due.id
             RETURNING u.id, u.idp_id, u.subject, u.expires_at
+        ), sessions AS (
+            UPDATE saml_jit.session s SET ended_at = now(), ended_by = 'user_expired'
+              FROM expired WHERE s.user_id = expired.id AND s.ended_at IS NULL
         )
         INSERT INTO saml_jit.audit_log (event, reason, idp_id, user_id, subject, detail)
         SELECT 'deprovisioned', 'expired', idp_id, id, subject,
@@ -98,7 +108,7 @@ $$;
 
 -- List-based deprovisioning: the IdP (or HR) sends the subjects to disable.
 -- Disabled users are refused at login and JIT never recreates or re-enables
--- them. Every subject is reported back, none silently ignored:
+-- them; disabling ends their sessions (enabling does not revive them). Every subject is reported back, none silently ignored:
 --   disable: disabled, already_disabled or unknown
 --   enable:  enabled (active again, or expired if its expiry has passed),
 --            not_disabled or unknown
@@ -137,6 +147,10 @@ BEGIN
                    updated_at = now()
              WHERE u.id = uid
             RETURNING u.status INTO new_status;
+            IF disable THEN
+                UPDATE saml_jit.session ss SET ended_at = now(), ended_by = 'user_disabled'
+                 WHERE ss.user_id = uid AND ss.ended_at IS NULL;
+            END IF;
             INSERT INTO saml_jit.audit_log (event, idp_id, user_id, subject, detail)
             VALUES (CASE WHEN disable THEN 'disabled' ELSE 'enabled' END, idp, uid, s,
                     jsonb_build_object('from', old_status, 'to', new_status,

@@ -25,3 +25,345 @@ CREATE FUNCTION @extschema@."saml_jit_version"() RETURNS TABLE (
 STABLE STRICT
 LANGUAGE c AS 'MODULE_PATHNAME', 'saml_jit_version_wrapper';
 REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_version() FROM PUBLIC;
+
+-- JIT for SaaS: the application's own on_login hook, e-mail domains,
+-- required groups, sessions (sql/schema.sql, sql/jit.sql).
+ALTER TABLE saml_jit.service_provider ADD COLUMN on_login regprocedure;
+ALTER TABLE saml_jit.identity_provider
+    ADD COLUMN on_login regprocedure,
+    ADD COLUMN email_domains text[]
+        CONSTRAINT identity_provider_email_domains_not_empty CHECK (cardinality(email_domains) > 0),
+    ADD COLUMN required_groups text[]
+        CONSTRAINT identity_provider_required_groups_not_empty CHECK (cardinality(required_groups) > 0);
+
+CREATE TABLE saml_jit.session (
+    id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    user_id         uuid NOT NULL REFERENCES saml_jit.users (id) ON DELETE CASCADE,
+    idp_id          bigint NOT NULL REFERENCES saml_jit.identity_provider (id) ON DELETE CASCADE,
+    session_index   text,
+    name_id         text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    not_on_or_after timestamptz,
+    ended_at        timestamptz,
+    ended_by        text
+                    CONSTRAINT session_ended_by_known CHECK (ended_by IN (
+                        'application', 'user_disabled', 'user_expired', 'idp_logout', 'sp_logout')),
+    CONSTRAINT session_ended_together CHECK ((ended_at IS NULL) = (ended_by IS NULL))
+);
+CREATE INDEX session_user_idx ON saml_jit.session (user_id) WHERE ended_at IS NULL;
+CREATE INDEX session_idp_index_idx ON saml_jit.session (idp_id, session_index);
+COMMENT ON TABLE saml_jit.session IS
+    'one row per successful login; active while not ended, not past not_on_or_after, and the user is active';
+SELECT pg_catalog.pg_extension_config_dump('saml_jit.session', '');
+
+-- A new audit event: an application ending a session (and, later, Single
+-- Logout). NOT VALID first, so existing rows are checked without blocking
+-- writers for the whole scan.
+ALTER TABLE saml_jit.audit_log DROP CONSTRAINT audit_log_event_known;
+ALTER TABLE saml_jit.audit_log ADD CONSTRAINT audit_log_event_known CHECK (event IN (
+    'login', 'created', 'updated', 'rejected', 'deprovisioned',
+    'reactivated', 'disabled', 'enabled', 'configured', 'logout')) NOT VALID;
+ALTER TABLE saml_jit.audit_log VALIDATE CONSTRAINT audit_log_event_known;
+
+CREATE FUNCTION @extschema@."saml_jit_email_domain"(
+	"pattern" TEXT
+) RETURNS TEXT
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'saml_jit_email_domain_wrapper';
+REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_email_domain(text) FROM PUBLIC;
+
+-- What stops a function from being an on_login hook, or NULL when nothing
+-- does. Checked when the hook is configured (trigger below) and again by
+-- every login that calls it: the function may have been dropped, replaced or
+-- given to another owner since. A hook runs inside saml_jit_login, a SECURITY
+-- DEFINER function, so with the extension owner's privileges: a function
+-- that another role owns (and could CREATE OR REPLACE) would let that role
+-- run code with them.
+CREATE FUNCTION saml_jit.hook_problem(hook regprocedure) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE
+        WHEN p.oid IS NULL THEN
+            format('the function with OID %s does not exist (dropped after it was configured?)', hook::oid)
+        WHEN p.prokind <> 'f' THEN
+            format('%s is not a plain function (a procedure or an aggregate cannot be a hook)', hook)
+        WHEN p.pronargs <> 1 OR p.proargtypes[0] <> 'pg_catalog.jsonb'::regtype THEN
+            format('%s must take exactly one argument, of type jsonb', hook)
+        WHEN p.prorettype <> 'pg_catalog.void'::regtype OR p.proretset THEN
+            format('%s must return void, not %s', hook, p.prorettype::regtype)
+        WHEN p.proowner <> e.extowner THEN
+            format('%s is owned by %s, not by %s, the owner of saml_jit: a hook runs with the '
+                   'extension owner''s privileges, so only that role may own it', hook,
+                   p.proowner::regrole, e.extowner::regrole)
+    END
+      FROM pg_catalog.pg_extension e
+      LEFT JOIN pg_catalog.pg_proc p ON p.oid = hook::oid
+     WHERE e.extname = 'saml_jit'
+$$;
+
+-- Configuration mistakes are refused when written, not at the next login:
+-- a hook that cannot be called, set by someone other than the extension
+-- owner; e-mail domains that are not domains (stored in their canonical
+-- form: lower case, A-labels, no trailing dot); blank required groups.
+CREATE FUNCTION saml_jit.check_provisioning_config() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    owner oid := (SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'saml_jit');
+    problem text;
+BEGIN
+    IF NEW.on_login IS NOT NULL AND (TG_OP = 'INSERT' OR NEW.on_login IS DISTINCT FROM OLD.on_login) THEN
+        IF current_user::regrole::oid <> owner
+           AND NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE oid = current_user::regrole::oid) THEN
+            RAISE EXCEPTION 'only %, the owner of saml_jit, may set on_login', owner::regrole
+                USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        problem := saml_jit.hook_problem(NEW.on_login);
+        IF problem IS NOT NULL THEN
+            RAISE EXCEPTION 'on_login cannot be %: %', NEW.on_login, problem
+                USING ERRCODE = 'invalid_function_definition',
+                      HINT = 'A hook is CREATE FUNCTION f(event jsonb) RETURNS void, owned by the owner '
+                             'of saml_jit (README, "The on_login hook").';
+        END IF;
+    END IF;
+    IF TG_TABLE_NAME = 'identity_provider' THEN
+        IF NEW.email_domains IS NOT NULL THEN
+            IF array_position(NEW.email_domains, NULL) IS NOT NULL THEN
+                RAISE EXCEPTION 'email_domains must not contain NULL' USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+            SELECT array_agg(domain ORDER BY first) INTO NEW.email_domains
+              FROM (SELECT @extschema@.saml_jit_email_domain(d) AS domain, min(ord) AS first
+                      FROM unnest(NEW.email_domains) WITH ORDINALITY AS t(d, ord)
+                     GROUP BY 1) AS canonical;
+        END IF;
+        IF NEW.required_groups IS NOT NULL
+           AND EXISTS (SELECT FROM unnest(NEW.required_groups) g WHERE coalesce(btrim(g, E' \t\r\n'), '') = '') THEN
+            RAISE EXCEPTION 'required_groups must not contain NULL or blank group names'
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER identity_provider_check_provisioning
+    BEFORE INSERT OR UPDATE OF on_login, email_domains, required_groups ON saml_jit.identity_provider
+    FOR EACH ROW EXECUTE FUNCTION saml_jit.check_provisioning_config();
+CREATE TRIGGER service_provider_check_provisioning
+    BEFORE INSERT OR UPDATE OF on_login ON saml_jit.service_provider
+    FOR EACH ROW EXECUTE FUNCTION saml_jit.check_provisioning_config();
+
+-- Whether the application may still treat the user of a login as signed in:
+-- the session was not ended (logout, disable, expiry), is not past the
+-- IdP's SessionNotOnOrAfter, its user is active and not past expires_at, and
+-- its IdP is still enabled.
+CREATE FUNCTION @extschema@.saml_jit_session_active(session_id uuid) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT EXISTS (
+        SELECT FROM saml_jit.session s
+          JOIN saml_jit.users u ON u.id = s.user_id
+          JOIN saml_jit.identity_provider i ON i.id = s.idp_id
+         WHERE s.id = saml_jit_session_active.session_id
+           AND s.ended_at IS NULL
+           AND (s.not_on_or_after IS NULL OR s.not_on_or_after > saml_jit.effective_now())
+           AND u.status = 'active'
+           AND (u.expires_at IS NULL OR u.expires_at > saml_jit.effective_now())
+           AND i.enabled)
+$$;
+
+-- The application's own sign-out (without Single Logout): ends the session
+-- and audits it. True when this call ended it, false when it had ended.
+CREATE FUNCTION @extschema@.saml_jit_end_session(session_id uuid) RETURNS boolean
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    WITH ended AS (
+        UPDATE saml_jit.session s SET ended_at = now(), ended_by = 'application'
+         WHERE s.id = saml_jit_end_session.session_id AND s.ended_at IS NULL
+        RETURNING s.id, s.user_id, s.idp_id
+    ), audit AS (
+        INSERT INTO saml_jit.audit_log (event, idp_id, user_id, subject, detail)
+        SELECT 'logout', e.idp_id, e.user_id, u.subject,
+               jsonb_build_object('session_id', e.id, 'ended_by', 'application')
+          FROM ended e JOIN saml_jit.users u ON u.id = e.user_id
+    )
+    SELECT EXISTS (SELECT FROM ended)
+$$;
+
+REVOKE EXECUTE ON FUNCTION saml_jit.hook_problem(regprocedure) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_session_active(uuid) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_end_session(uuid) FROM PUBLIC;
+
+-- Disabling or expiring a user ends its sessions.
+CREATE OR REPLACE FUNCTION saml_jit.set_users_disabled(idp_entity_id text, subjects text[], disable boolean)
+RETURNS TABLE (subject text, outcome text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    idp bigint;
+    s text;
+    uid uuid;
+    old_status text;
+    new_status text;
+BEGIN
+    SELECT i.id INTO idp FROM saml_jit.identity_provider i WHERE i.entity_id = idp_entity_id;
+    IF idp IS NULL THEN
+        RAISE EXCEPTION 'unknown identity provider %', quote_literal(idp_entity_id)
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    FOREACH s IN ARRAY (SELECT coalesce(array_agg(DISTINCT x ORDER BY x), '{}') FROM unnest(subjects) x WHERE x IS NOT NULL) LOOP
+        uid := NULL;
+        SELECT u.id, u.status INTO uid, old_status FROM saml_jit.users u
+         WHERE u.idp_id = idp AND u.subject = s FOR UPDATE;
+        subject := s;
+        IF uid IS NULL THEN
+            outcome := 'unknown';
+        ELSIF disable AND old_status = 'disabled' THEN
+            outcome := 'already_disabled';
+        ELSIF NOT disable AND old_status <> 'disabled' THEN
+            outcome := 'not_disabled';
+        ELSE
+            UPDATE saml_jit.users u
+               SET status = CASE WHEN disable THEN 'disabled'
+                                 WHEN u.expires_at <= saml_jit.effective_now() THEN 'expired'
+                                 ELSE 'active' END,
+                   updated_at = now()
+             WHERE u.id = uid
+            RETURNING u.status INTO new_status;
+            IF disable THEN
+                UPDATE saml_jit.session ss SET ended_at = now(), ended_by = 'user_disabled'
+                 WHERE ss.user_id = uid AND ss.ended_at IS NULL;
+            END IF;
+            INSERT INTO saml_jit.audit_log (event, idp_id, user_id, subject, detail)
+            VALUES (CASE WHEN disable THEN 'disabled' ELSE 'enabled' END, idp, uid, s,
+                    jsonb_build_object('from', old_status, 'to', new_status,
+                                       'via', CASE WHEN disable THEN 'saml_jit_disable_users'
+                                                   ELSE 'saml_jit_enable_users' END));
+            outcome := CASE WHEN disable THEN 'disabled' ELSE 'enabled' END;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@.saml_jit_deprovision_expired(batch_size integer DEFAULT 1000,
+                                                        max_batches integer DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t timestamptz := saml_jit.effective_now();
+    total integer := 0;
+    batches integer := 0;
+    n integer;
+BEGIN
+    IF batch_size IS NULL OR batch_size < 1 THEN
+        RAISE EXCEPTION 'batch_size must be a positive number, not %', batch_size
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    LOOP
+        WITH due AS (
+            SELECT id FROM saml_jit.users
+             WHERE status = 'active' AND expires_at IS NOT NULL AND expires_at <= t
+             ORDER BY expires_at
+             LIMIT batch_size
+               FOR UPDATE SKIP LOCKED
+        ), expired AS (
+            UPDATE saml_jit.users u SET status = 'expired', updated_at = now()
+              FROM due WHERE u.id = due.id
+            RETURNING u.id, u.idp_id, u.subject, u.expires_at
+        ), sessions AS (
+            UPDATE saml_jit.session s SET ended_at = now(), ended_by = 'user_expired'
+              FROM expired WHERE s.user_id = expired.id AND s.ended_at IS NULL
+        )
+        INSERT INTO saml_jit.audit_log (event, reason, idp_id, user_id, subject, detail)
+        SELECT 'deprovisioned', 'expired', idp_id, id, subject,
+               jsonb_build_object('expires_at', expires_at, 'status', 'expired')
+          FROM expired;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        total := total + n;
+        batches := batches + 1;
+        EXIT WHEN n < batch_size OR batches >= max_batches;
+    END LOOP;
+    PERFORM @extschema@.saml_jit_purge();
+    RETURN total;
+END
+$$;
+
+-- Two functions get a new row type below, so they are dropped and created
+-- again; the EXECUTE grants an administrator gave them are kept (read
+-- before the DROP, given again after).
+SELECT set_config('saml_jit_upgrade.purge_acl',
+                  coalesce((SELECT proacl::text FROM pg_catalog.pg_proc
+                             WHERE oid = '@extschema@.saml_jit_purge()'::regprocedure), '{}'), true),
+       set_config('saml_jit_upgrade.login_acl',
+                  coalesce((SELECT proacl::text FROM pg_catalog.pg_proc
+                             WHERE oid = '@extschema@.saml_jit_login(text, text, inet)'::regprocedure), '{}'), true);
+
+-- saml_jit_purge also purges sessions (a new OUT column).
+DROP FUNCTION @extschema@.saml_jit_purge();
+CREATE FUNCTION @extschema@.saml_jit_purge(OUT replay_rows bigint, OUT audit_rows bigint,
+                                          OUT session_rows bigint)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t timestamptz := saml_jit.effective_now();
+    retention interval := nullif(current_setting('saml_jit.audit_retention', true), '')::interval;
+    session_retention interval :=
+        coalesce(nullif(current_setting('saml_jit.session_retention', true), ''), '30 days')::interval;
+BEGIN
+    DELETE FROM saml_jit.consumed_assertion WHERE valid_until < t;
+    GET DIAGNOSTICS replay_rows = ROW_COUNT;
+    -- Requests nobody can answer any more (a day of grace for the audit trail).
+    DELETE FROM saml_jit.authn_request WHERE expires_at < t - interval '1 day';
+    DELETE FROM saml_jit.session
+     WHERE ended_at < t - session_retention OR not_on_or_after < t - session_retention;
+    GET DIAGNOSTICS session_rows = ROW_COUNT;
+    audit_rows := 0;
+    IF retention IS NOT NULL THEN
+        DELETE FROM saml_jit.audit_log WHERE occurred_at < t - retention;
+        GET DIAGNOSTICS audit_rows = ROW_COUNT;
+    END IF;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_purge() FROM PUBLIC;
+
+-- saml_jit_login also returns email_verified, session_id and relay_state.
+DROP FUNCTION @extschema@.saml_jit_login(text, text, inet);
+CREATE FUNCTION @extschema@."saml_jit_login"(
+	"response" TEXT,
+	"in_response_to" TEXT DEFAULT NULL,
+	"client_addr" inet DEFAULT NULL
+) RETURNS TABLE (
+	"user_id" uuid,
+	"idp_entity_id" TEXT,
+	"subject" TEXT,
+	"name_id" TEXT,
+	"email" TEXT,
+	"display_name" TEXT,
+	"groups" TEXT[],
+	"attributes" jsonb,
+	"action" TEXT,
+	"session_not_on_or_after" timestamp with time zone,
+	"email_verified" bool,
+	"session_id" uuid,
+	"relay_state" TEXT
+)
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c AS 'MODULE_PATHNAME', 'saml_jit_login_wrapper';
+REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_login(text, text, inet) FROM PUBLIC;
+
+DO $$
+DECLARE
+    f record;
+    g record;
+BEGIN
+    FOR f IN SELECT '@extschema@.saml_jit_purge()'::regprocedure AS fn,
+                    current_setting('saml_jit_upgrade.purge_acl')::aclitem[] AS acl
+             UNION ALL
+             SELECT '@extschema@.saml_jit_login(text, text, inet)'::regprocedure,
+                    current_setting('saml_jit_upgrade.login_acl')::aclitem[] LOOP
+        FOR g IN SELECT a.grantee, a.is_grantable FROM aclexplode(f.acl) a
+                  WHERE a.privilege_type = 'EXECUTE'
+                    AND a.grantee <> (SELECT proowner FROM pg_catalog.pg_proc WHERE oid = f.fn) LOOP
+            EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s%s', f.fn,
+                           CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE g.grantee::regrole::text END,
+                           CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+        END LOOP;
+    END LOOP;
+END
+$$;

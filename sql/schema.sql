@@ -13,6 +13,8 @@ CREATE TABLE saml_jit.service_provider (
                 CONSTRAINT service_provider_entity_id_not_blank CHECK (btrim(entity_id) <> ''),
     acs_url     text NOT NULL
                 CONSTRAINT service_provider_acs_url_not_blank CHECK (btrim(acs_url) <> ''),
+    -- The application's provisioning hook for this SP's IdPs (an IdP's own wins).
+    on_login    regprocedure,
     created_at  timestamptz NOT NULL DEFAULT now(),
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
@@ -78,6 +80,16 @@ CREATE TABLE saml_jit.identity_provider (
     name_id_formats             text[] NOT NULL DEFAULT '{}',
     metadata_valid_until        timestamptz,
     metadata_imported_at        timestamptz,
+    -- Fitting the application's data model (sql/jit.sql checks them when written):
+    -- its hook f(event jsonb) RETURNS void (NULL = the SP's), the e-mail
+    -- domains this IdP may vouch for, and the groups that entitle a user.
+    on_login                    regprocedure,
+    email_domains               text[]
+                                CONSTRAINT identity_provider_email_domains_not_empty
+                                CHECK (cardinality(email_domains) > 0),
+    required_groups             text[]
+                                CONSTRAINT identity_provider_required_groups_not_empty
+                                CHECK (cardinality(required_groups) > 0),
     created_at                  timestamptz NOT NULL DEFAULT now(),
     updated_at                  timestamptz NOT NULL DEFAULT now()
 );
@@ -207,7 +219,7 @@ CREATE TABLE saml_jit.audit_log (
     event           text NOT NULL
                     CONSTRAINT audit_log_event_known CHECK (event IN (
                         'login', 'created', 'updated', 'rejected', 'deprovisioned',
-                        'reactivated', 'disabled', 'enabled', 'configured')),
+                        'reactivated', 'disabled', 'enabled', 'configured', 'logout')),
     reason          text,
     idp_id          bigint,
     user_id         uuid,
@@ -255,6 +267,27 @@ CREATE TABLE saml_jit.authn_request (
 );
 CREATE INDEX authn_request_expires_at_idx ON saml_jit.authn_request (expires_at);
 
+-- One row per successful login: what the application keys its own session
+-- on (saml_jit_session_active) and what Single Logout ends.
+CREATE TABLE saml_jit.session (
+    id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    user_id         uuid NOT NULL REFERENCES saml_jit.users (id) ON DELETE CASCADE,
+    idp_id          bigint NOT NULL REFERENCES saml_jit.identity_provider (id) ON DELETE CASCADE,
+    session_index   text,
+    name_id         text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    not_on_or_after timestamptz,
+    ended_at        timestamptz,
+    ended_by        text
+                    CONSTRAINT session_ended_by_known CHECK (ended_by IN (
+                        'application', 'user_disabled', 'user_expired', 'idp_logout', 'sp_logout')),
+    CONSTRAINT session_ended_together CHECK ((ended_at IS NULL) = (ended_by IS NULL))
+);
+CREATE INDEX session_user_idx ON saml_jit.session (user_id) WHERE ended_at IS NULL;
+CREATE INDEX session_idp_index_idx ON saml_jit.session (idp_id, session_index);
+COMMENT ON TABLE saml_jit.session IS
+    'one row per successful login; active while not ended, not past not_on_or_after, and the user is active';
+
 -- pg_dump keeps the rows (and identity counters) of every table users write to.
 SELECT pg_catalog.pg_extension_config_dump('saml_jit.service_provider', '');
 SELECT pg_catalog.pg_extension_config_dump('saml_jit.service_provider_id_seq', '');
@@ -272,6 +305,7 @@ SELECT pg_catalog.pg_extension_config_dump('saml_jit.audit_log', '');
 SELECT pg_catalog.pg_extension_config_dump('saml_jit.audit_log_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('saml_jit.consumed_assertion', '');
 SELECT pg_catalog.pg_extension_config_dump('saml_jit.authn_request', '');
+SELECT pg_catalog.pg_extension_config_dump('saml_jit.session', '');
 
 -- Keep updated_at honest on the configuration tables.
 CREATE FUNCTION saml_jit.touch_updated_at() RETURNS trigger

@@ -5,10 +5,11 @@
 use pgrx::prelude::*;
 use serde_json::{json, Value};
 
-use crate::api::raise;
 use crate::gucs;
+use crate::pg::raise;
 use crate::provision::changes::{changed_columns, group_changes};
 use crate::provision::config;
+use crate::provision::entitle::{check_email, check_groups};
 use crate::provision::expiry::{expiry, Expiry};
 use crate::provision::mapping::map_attributes;
 use crate::provision::store::{self, probe};
@@ -235,6 +236,44 @@ fn explain(response: &str, in_response_to: Option<&str>) -> pgrx::spi::SpiResult
         "attributes": user.attributes,
     });
     report.row("mapping", "pass", mapped.to_string());
+    let email = check_email(user.email.as_deref(), idp.email_domains.as_deref());
+    let email_passed = match &idp.email_domains {
+        None => "no email_domains: nothing refused, email_verified = false".to_string(),
+        Some(domains) => format!(
+            "{:?} is in {}: email_verified = true",
+            user.email.as_deref().unwrap_or_default(),
+            domains.join(", ")
+        ),
+    };
+    report.outcome("email_domain", &email.map(|_| ()), email_passed);
+    let entitled_passed = match &idp.required_groups {
+        None => "no required_groups".to_string(),
+        Some(required) => format!("holds one of {required:?}"),
+    };
+    report.outcome(
+        "entitlement",
+        &check_groups(&user.groups, idp.required_groups.as_deref()),
+        entitled_passed,
+    );
+    match idp.hook {
+        None => report.row("hook", "info", "no on_login hook"),
+        Some(hook) => {
+            let problem = store::hook_problem(hook)?;
+            let name = probe::function_name(hook)?;
+            let state = match problem {
+                None => Ok(()),
+                Some(p) => Err(crate::saml::reject(
+                    crate::saml::Reason::ProvisioningRefused,
+                    format!("the on_login hook cannot be called: {p}"),
+                )),
+            };
+            report.outcome(
+                "hook",
+                &state,
+                format!("would call {name} (not called by explain: its verdict is unknown here)"),
+            );
+        }
+    }
     match expiry(&idp.expiry, &accepted.attributes, now) {
         Ok(Expiry::At(at)) => report.row(
             "expiry",

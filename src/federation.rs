@@ -3,7 +3,7 @@
 
 use pgrx::prelude::*;
 
-use crate::api::{raise, timestamptz};
+use crate::pg::{raise, timestamptz};
 use crate::saml::metadata::{parse_idp_metadata, sp_metadata, SpMetadata};
 use crate::saml::request::{authn_request_xml, redirect_url, AuthnRequest, QuerySigner};
 

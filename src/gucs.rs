@@ -13,6 +13,8 @@ static NOW_OVERRIDE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>
 static AUDIT_DATABASE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"postgres"));
 static AUDIT_RETENTION: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static SESSION_RETENTION: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"30 days"));
 static MAX_RESPONSE_BYTES: GucSetting<i32> = GucSetting::<i32>::new(DEFAULT_MAX_RESPONSE_BYTES);
 
 pub fn init() {
@@ -40,6 +42,14 @@ pub fn init() {
         c"How long saml_jit_purge (run by saml_jit_deprovision_expired) keeps audit rows.",
         c"An interval such as '400 days'; empty keeps the audit log forever.",
         &AUDIT_RETENTION,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"saml_jit.session_retention",
+        c"How long saml_jit_purge keeps sessions after they ended or ran out.",
+        c"An interval; the default is 30 days.",
+        &SESSION_RETENTION,
         GucContext::Suset,
         GucFlags::default(),
     );
@@ -100,8 +110,8 @@ pub fn now() -> Result<DateTime<Utc>, String> {
 #[pg_extern(stable, parallel_safe)]
 fn saml_jit_effective_now() -> TimestampWithTimeZone {
     match now() {
-        Ok(t) => crate::api::timestamptz(t),
-        Err(msg) => crate::api::raise(
+        Ok(t) => crate::pg::timestamptz(t),
+        Err(msg) => crate::pg::raise(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             msg,
             None,

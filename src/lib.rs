@@ -1,9 +1,10 @@
 //! saml_jit: SAML 2.0 just-in-time provisioning inside PostgreSQL.
 //!
 //! The flow of one login (see DESIGN.md): decode -> parse -> verify ->
-//! extract -> validate -> record -> map -> upsert -> audit. `saml` holds the
-//! pure-Rust verification core, `provision` the database side, `api` the SQL
-//! boundary.
+//! extract -> validate -> record -> map -> entitle -> upsert -> hook ->
+//! audit, carried by `login`. `saml` holds the pure-Rust verification core,
+//! `provision` the database side, `api` the SQL boundary; dependencies point
+//! one way: api -> login -> provision / saml.
 
 use pgrx::prelude::*;
 
@@ -11,6 +12,8 @@ pub mod api;
 pub mod explain;
 pub mod federation;
 pub mod gucs;
+pub mod login;
+pub mod pg;
 pub mod provision;
 pub mod saml;
 pub mod trust;

@@ -4,7 +4,7 @@
 
 use pgrx::prelude::*;
 
-use crate::api::{raise, timestamptz};
+use crate::pg::{raise, timestamptz};
 use crate::saml::certificate::parse_certificate;
 
 /// Describes a PEM (or bare base64 DER) certificate, or refuses it with a
@@ -130,4 +130,25 @@ extension_sql_file!(
     "../sql/trust.sql",
     name = "trust",
     requires = [saml_jit_certificate_info]
+);
+
+/// The canonical form of an `email_domains` entry (lower case, A-labels, no
+/// trailing dot; `*.` kept), or an error saying why it is not a domain. The
+/// trigger of `saml_jit.identity_provider` stores every entry through it.
+#[pg_extern(immutable, parallel_safe)]
+fn saml_jit_email_domain(pattern: &str) -> String {
+    crate::provision::entitle::email_domain_pattern(pattern).unwrap_or_else(|why| {
+        raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("invalid email_domains entry: {why}"),
+            None,
+            Some("Use a domain such as \"example.com\", or \"*.example.com\" for its subdomains."),
+        )
+    })
+}
+
+extension_sql_file!(
+    "../sql/jit.sql",
+    name = "jit",
+    requires = ["lifecycle", saml_jit_email_domain]
 );

@@ -187,13 +187,22 @@ fn list_based_disabling_reports_unknown_subjects_and_sticks() {
 }
 
 #[test]
-fn purge_removes_dead_replay_rows_and_old_audit_rows() {
+fn purge_removes_dead_replay_rows_old_sessions_and_old_audit_rows() {
     let mut c = fresh_database("it_life_purge");
     trust_demo_idp(&mut c);
     login(&mut c, &mint_one(spec("p")), None).unwrap();
+    // A second login whose session the application ends.
+    let ended: String = one(
+        &mut c,
+        &format!(
+            "SELECT saml_jit_end_session(session_id)::text FROM saml_jit_login('{}')",
+            mint_one(spec("q"))
+        ),
+    );
+    assert_eq!(ended, "true");
     assert_eq!(
         one::<i64>(&mut c, "SELECT count(*) FROM saml_jit.consumed_assertion"),
-        1
+        2
     );
     c.batch_execute("UPDATE saml_jit.audit_log SET occurred_at = now() - interval '2 years'")
         .unwrap();
@@ -201,14 +210,16 @@ fn purge_removes_dead_replay_rows_and_old_audit_rows() {
     // audit log is kept forever by default.
     assert_eq!(
         one::<String>(&mut c, "SELECT (saml_jit_purge())::text"),
-        "(0,0)"
+        "(0,0,0)"
     );
     c.batch_execute("SET saml_jit.now_override = '2100-01-01T00:00:00Z'; SET saml_jit.audit_retention = '400 days'").unwrap();
     let purged: String = one(&mut c, "SELECT (saml_jit_purge())::text");
     assert_eq!(
-        purged, "(1,2)",
-        "the replay row and the two audit rows of the login"
+        purged, "(2,5,1)",
+        "the replay rows, the audit rows of both logins and of the logout, and the ended session \
+         (the first session never ended and has no SessionNotOnOrAfter: it stays)"
     );
+    assert_eq!(one::<i64>(&mut c, "SELECT count(*) FROM saml_jit.session"), 1);
 }
 
 #[test]

@@ -79,6 +79,14 @@ fn catalog(c: &mut Client) -> Vec<String> {
         .collect()
 }
 
+/// The ID of the (first) Assertion of a base64 response.
+fn assertion_id(response: &str) -> String {
+    let xml = to_xml(response);
+    let tag = &xml[find_start_tag(&xml, "Assertion").unwrap()..];
+    let value = &tag[tag.find(" ID=\"").unwrap() + 5..];
+    value[..value.find('"').unwrap()].to_string()
+}
+
 fn count(c: &mut Client, table: &str) -> i64 {
     c.query_one(&format!("SELECT count(*) FROM saml_jit.{table}"), &[])
         .unwrap()
@@ -101,7 +109,7 @@ fn version_0_1_0_upgrades_in_place() {
     let mut c = database("it_upgrade");
     c.batch_execute("CREATE EXTENSION saml_jit VERSION '0.1.0'")
         .unwrap();
-    // Seeded through 0.1.0's own API.
+    // Trust configuration seeded through 0.1.0's own API.
     trust_demo_idp(&mut c);
     install_sp_key(&mut c);
     c.batch_execute(&format!(
@@ -111,9 +119,39 @@ fn version_0_1_0_upgrades_in_place() {
         read_fixture("other-idp.crt")
     ))
     .unwrap();
+    // Users, audit rows and replay rows as 0.1.0 wrote them. (They are
+    // written with SQL: the installed library is the new one, and between the
+    // package upgrade and ALTER EXTENSION UPDATE it refuses to log anyone in
+    // with the old schema, saying what to do.)
     let first = mint_one(spec("before-upgrade"));
-    let before = login(&mut c, &first, None).expect("0.1.0 login");
-    login(&mut c, &mint_one(spec("second")), None).expect("0.1.0 login");
+    let first_id = assertion_id(&first);
+    let user_id: String = c
+        .query_one(
+            "WITH u AS (
+                 INSERT INTO saml_jit.users (idp_id, subject, name_id, email, last_login_at, login_count)
+                 SELECT id, 'before-upgrade', 'before-upgrade', 'before-upgrade@example.com', now(), 1
+                   FROM saml_jit.identity_provider RETURNING id, idp_id
+             ), a AS (
+                 INSERT INTO saml_jit.audit_log (event, idp_id, user_id, subject, assertion_id)
+                 SELECT e, u.idp_id, u.id, 'before-upgrade', $1 FROM u, unnest('{login,created}'::text[]) e
+             ), r AS (
+                 INSERT INTO saml_jit.consumed_assertion (idp_id, assertion_id, valid_until)
+                 SELECT idp_id, $1, now() + interval '1 hour' FROM u
+             )
+             SELECT id::text FROM u",
+            &[&first_id],
+        )
+        .unwrap()
+        .get(0);
+    let mixed = c
+        .query_one("SELECT * FROM saml_jit_login($1)", &[&mint_one(spec("second"))])
+        .unwrap_err();
+    let db = mixed.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "55000", "{db:?}");
+    assert!(
+        db.message().contains("version 0.1.0") && db.hint().unwrap_or("").contains("ALTER EXTENSION saml_jit UPDATE"),
+        "{db:?}"
+    );
     assert_rejected(login(&mut c, "not base64 !!", None), "malformed");
     let request: String = c
         .query_one("SELECT request_id FROM saml_jit_authn_request($1)", &[&IDP])
@@ -133,7 +171,31 @@ fn version_0_1_0_upgrades_in_place() {
     let counts: Vec<i64> = tables.iter().map(|t| count(&mut c, t)).collect();
     assert!(counts.iter().all(|n| *n > 0), "{tables:?}: {counts:?}");
 
+    // An application role's grant survives the upgrade (saml_jit_login is
+    // dropped and created again for its new columns).
+    c.batch_execute(
+        "DO $$ BEGIN CREATE ROLE it_upgrade_app; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+         GRANT EXECUTE ON FUNCTION saml_jit_login(text, text, inet) TO it_upgrade_app;
+         GRANT EXECUTE ON FUNCTION saml_jit_purge() TO it_upgrade_app WITH GRANT OPTION",
+    )
+    .unwrap();
     c.batch_execute("ALTER EXTENSION saml_jit UPDATE").unwrap();
+    let kept: (bool, bool) = {
+        let row = c
+            .query_one(
+                "SELECT has_function_privilege('it_upgrade_app', 'saml_jit_login(text, text, inet)', 'EXECUTE'),
+                        has_function_privilege('it_upgrade_app', 'saml_jit_purge()', 'EXECUTE WITH GRANT OPTION')",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(kept, (true, true), "grants kept across the upgrade");
+    c.batch_execute(
+        "REVOKE EXECUTE ON FUNCTION saml_jit_login(text, text, inet) FROM it_upgrade_app;
+         REVOKE EXECUTE ON FUNCTION saml_jit_purge() FROM it_upgrade_app CASCADE",
+    )
+    .unwrap();
     let version: String = c
         .query_one(
             "SELECT extversion FROM pg_extension WHERE extname = 'saml_jit'",
@@ -160,10 +222,7 @@ fn version_0_1_0_upgrades_in_place() {
     assert_rejected(login(&mut c, &first, None), "replay");
     // ...the same user logs in again, and the outstanding request is answered.
     let again = login(&mut c, &mint_one(spec("before-upgrade")), None).expect("login");
-    assert_eq!(
-        (again.user_id, again.action.as_str()),
-        (before.user_id, "updated")
-    );
+    assert_eq!((again.user_id, again.action.as_str()), (user_id, "updated"));
     let mut answering = spec("answers");
     answering["in_response_to"] = serde_json::json!(request);
     login(&mut c, &mint_one(answering), None).expect("answers the request sent by 0.1.0");

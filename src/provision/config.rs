@@ -67,6 +67,33 @@ fn current_version() -> SpiResult<Option<i64>> {
     })
 }
 
+const SCHEMA_VERSION: &str =
+    "SELECT extversion::text FROM pg_catalog.pg_extension WHERE extname = 'saml_jit'";
+
+/// After a package upgrade and before `ALTER EXTENSION saml_jit UPDATE`, the
+/// new library meets the old schema: say so, instead of failing on a column
+/// the old schema lacks. Checked whenever the configuration is loaded, so
+/// not on the hot path.
+fn check_schema_version() -> SpiResult<()> {
+    let installed = Spi::connect(|client| {
+        plans::select(client, SCHEMA_VERSION, Some(1), &[])?
+            .first()
+            .get_one::<String>()
+    })?;
+    let library = env!("CARGO_PKG_VERSION");
+    match installed {
+        Some(sql) if sql != library => crate::pg::raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!(
+                "saml_jit: the library is version {library}, but this database has the SQL objects of version {sql}"
+            ),
+            None,
+            Some("Run ALTER EXTENSION saml_jit UPDATE in this database (README, \"Upgrading\")."),
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// The IdP whose entity ID is `entity_id`, or None when none is trusted.
 pub fn idp(entity_id: &str) -> SpiResult<Option<Rc<IdpSnapshot>>> {
     let version = current_version()?;
@@ -81,6 +108,7 @@ pub fn idp(entity_id: &str) -> SpiResult<Option<Rc<IdpSnapshot>>> {
     if let Some(snapshot) = cached {
         return Ok(Some(snapshot));
     }
+    check_schema_version()?;
     let Some(config) = store::find_idp(entity_id)? else {
         return Ok(None);
     };

@@ -3,6 +3,7 @@
 
 pub mod changes;
 pub mod config;
+pub mod entitle;
 pub mod expiry;
 pub mod mapping;
 pub mod plans;

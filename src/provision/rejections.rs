@@ -202,7 +202,7 @@ pub fn record(r: &Rejection<'_>) {
     let slot = Slot {
         // SAFETY: MyDatabaseId is set for every backend that can run SQL.
         database: unsafe { pg_sys::MyDatabaseId }.to_u32(),
-        occurred_at: crate::api::timestamptz(chrono::Utc::now()).into_inner(),
+        occurred_at: crate::pg::timestamptz(chrono::Utc::now()).into_inner(),
         idp_id: r.idp_id.unwrap_or(0),
         reason: Text::new(r.reason),
         client_addr: Text::new(r.client_addr.unwrap_or("")),

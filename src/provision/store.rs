@@ -15,7 +15,7 @@ use pgrx::{JsonB, Uuid};
 use super::expiry::{Expiry, ExpiryPolicy};
 use super::mapping::{MappingRule, UserRecord};
 use super::plans;
-use crate::api::timestamptz;
+use crate::pg::timestamptz;
 use crate::saml::text::xml_trim;
 use crate::saml::validate::{Accepted, Policy};
 use crate::saml::verify::TrustedKey;
@@ -31,6 +31,11 @@ pub struct IdpConfig {
     pub reject_expired_certificates: bool,
     pub expiry: ExpiryPolicy,
     pub policy: Policy,
+    /// The on_login hook: the IdP's own, else its SP's.
+    pub hook: Option<pg_sys::Oid>,
+    /// Canonical patterns (sql/jit.sql stores them so), or None: no check.
+    pub email_domains: Option<Vec<String>>,
+    pub required_groups: Option<Vec<String>>,
 }
 
 const IDP_BY_ENTITY_ID: &str = "
@@ -39,7 +44,8 @@ const IDP_BY_ENTITY_ID: &str = "
            idp.jit_create, idp.jit_update, sp.entity_id, sp.acs_url,
            idp.unmapped_groups = 'keep', idp.expiry_attribute,
            (extract(epoch FROM idp.account_ttl) * 1000000)::bigint, idp.expiry_fallback, idp.sp_id,
-           idp.reject_expired_certificates
+           idp.reject_expired_certificates, coalesce(idp.on_login, sp.on_login)::oid,
+           idp.email_domains, idp.required_groups
       FROM saml_jit.identity_provider idp
       JOIN saml_jit.service_provider sp ON sp.id = idp.sp_id
      WHERE idp.entity_id = $1";
@@ -59,6 +65,9 @@ pub fn find_idp(entity_id: &str) -> SpiResult<Option<IdpConfig>> {
             keep_unmapped_groups: row.get(12)?.unwrap_or(true),
             sp_id: row.get(16)?.unwrap_or_default(),
             reject_expired_certificates: row.get(17)?.unwrap_or(false),
+            hook: row.get(18)?,
+            email_domains: row.get(19)?,
+            required_groups: row.get(20)?,
             expiry: ExpiryPolicy {
                 attribute: row.get(13)?,
                 account_ttl: row.get::<i64>(14)?.map(Duration::microseconds),
@@ -169,6 +178,8 @@ pub struct Provisioned {
     /// differ from this assertion's).
     pub email: Option<String>,
     pub display_name: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
     pub groups: Vec<String>,
     /// The row before and after this login, without `attributes`, when an
     /// existing user's audited values may have changed; None when nothing but
@@ -183,7 +194,7 @@ pub struct Provisioned {
 
 /// Outcome of the user upsert.
 pub enum Upsert {
-    Done(Provisioned),
+    Done(Box<Provisioned>),
     /// The assertion was consumed before: nothing this statement did stands.
     Replayed,
     Disabled,
@@ -202,6 +213,17 @@ pub struct LoginAudit<'a> {
     pub login_detail: serde_json::Value,
     /// {"column": "attribute"}: where each mapped column came from.
     pub sources: serde_json::Value,
+    /// The saml_jit.session row the login opens.
+    pub session: NewSession,
+}
+
+/// A session as a login opens it (its ID is chosen by the login, so that
+/// the 'login' audit row can name it).
+pub struct NewSession {
+    pub id: Uuid,
+    pub session_index: Option<String>,
+    pub name_id: Option<String>,
+    pub not_on_or_after: Option<DateTime<Utc>>,
 }
 
 // The tail shared by both upsert statements: given CTEs `old` (the row before,
@@ -215,14 +237,19 @@ pub struct LoginAudit<'a> {
 // roll back. Two sessions with one assertion serialize on the replay row's
 // primary key: the second waits for the first to commit, then finds it.
 // Parameters: idp id, subject, assertion ID, client address, login detail,
-// sources, valid until.
+// sources, valid until, and the session's ID, SessionIndex, NameID and
+// SessionNotOnOrAfter (the session row is written here too).
 macro_rules! login_audit_tail {
-    ($idp:literal, $subject:literal, $assertion:literal, $addr:literal, $login:literal, $sources:literal, $until:literal) => {
+    ($idp:literal, $subject:literal, $assertion:literal, $addr:literal, $login:literal, $sources:literal, $until:literal,
+     $session:literal, $index:literal, $name_id:literal, $session_end:literal) => {
         concat!(
             "), consumed AS (
         INSERT INTO saml_jit.consumed_assertion (idp_id, assertion_id, valid_until)
         VALUES ($", $idp, ", $", $assertion, ", $", $until, ")
         ON CONFLICT DO NOTHING RETURNING 1
+    ), session AS (
+        INSERT INTO saml_jit.session (id, user_id, idp_id, session_index, name_id, not_on_or_after)
+        SELECT $", $session, ", up.id, $", $idp, ", $", $index, ", $", $name_id, ", $", $session_end, "::timestamptz FROM up
     ), audit AS (
         INSERT INTO saml_jit.audit_log (event, idp_id, user_id, subject, assertion_id, client_addr, detail)
         SELECT e.event, $", $idp, ", up.id, $", $subject, ", $", $assertion, ", $", $addr, "::inet, e.detail
@@ -239,7 +266,8 @@ macro_rules! login_audit_tail {
            CASE WHEN d.changed THEN up.row - 'attributes' END,
            CASE WHEN NOT up.created AND o.row -> 'attributes' IS DISTINCT FROM up.row -> 'attributes'
                 THEN jsonb_build_object('old', o.row -> 'attributes', 'new', up.row -> 'attributes')
-           END
+           END,
+           up.first_name, up.last_name
       FROM (SELECT) AS one
       LEFT JOIN up ON true
       LEFT JOIN old o ON true
@@ -310,9 +338,10 @@ const UPSERT_USER: &str = concat!(
                last_login_at = now(),
                login_count = u.login_count + 1
          WHERE u.status <> 'disabled'
-        RETURNING u.id, (u.xmax = 0) AS created, u.email, u.display_name, u.groups, to_jsonb(u) AS row
+        RETURNING u.id, (u.xmax = 0) AS created, u.email, u.display_name, u.groups, u.first_name,
+                  u.last_name, to_jsonb(u) AS row
     ",
-    login_audit_tail!(1, 2, 28, 29, 30, 31, 32)
+    login_audit_tail!(1, 2, 28, 29, 30, 31, 32, 33, 34, 35, 36)
 );
 
 const UPDATE_EXISTING_ONLY: &str = concat!(
@@ -325,9 +354,10 @@ const UPDATE_EXISTING_ONLY: &str = concat!(
                status = 'active', expires_at = CASE WHEN $4 THEN u.expires_at ELSE $3 END
           FROM (SELECT count(*) FROM old) AS old_first
          WHERE u.idp_id = $1 AND u.subject = $2 AND u.status <> 'disabled'
-        RETURNING u.id, false AS created, u.email, u.display_name, u.groups, to_jsonb(u) AS row
+        RETURNING u.id, false AS created, u.email, u.display_name, u.groups, u.first_name,
+                  u.last_name, to_jsonb(u) AS row
     ",
-    login_audit_tail!(1, 2, 5, 6, 7, 8, 9)
+    login_audit_tail!(1, 2, 5, 6, 7, 8, 9, 10, 11, 12, 13)
 );
 
 const USER_STATUS: &str = "SELECT status FROM saml_jit.users WHERE idp_id = $1 AND subject = $2";
@@ -349,13 +379,17 @@ pub fn upsert_user(
         .iter()
         .filter_map(|t| t.strip_prefix("attributes.").map(str::to_string))
         .collect();
-    let audit_args = || -> [DatumWithOid<'static>; 5] {
+    let audit_args = || -> [DatumWithOid<'static>; 9] {
         [
             audit.assertion_id.to_string().into(),
             audit.client_addr.clone().into(),
             JsonB(audit.login_detail.clone()).into(),
             JsonB(audit.sources.clone()).into(),
             timestamptz(audit.valid_until).into(),
+            audit.session.id.into(),
+            audit.session.session_index.clone().into(),
+            audit.session.name_id.clone().into(),
+            audit.session.not_on_or_after.map(timestamptz).into(),
         ]
     };
     Spi::connect_mut(|client| {
@@ -406,7 +440,7 @@ pub fn upsert_user(
             return Ok(Upsert::Replayed);
         }
         if let Some(user_id) = row.get::<Uuid>(2)? {
-            return Ok(Upsert::Done(Provisioned {
+            return Ok(Upsert::Done(Box::new(Provisioned {
                 user_id,
                 created: row.get(3)?.unwrap_or(false),
                 email: row.get(4)?,
@@ -415,7 +449,9 @@ pub fn upsert_user(
                 before: row.get::<JsonB>(7)?.map(|j| j.0),
                 after: row.get::<JsonB>(8)?.map(|j| j.0),
                 attributes_change: row.get::<JsonB>(9)?.map(|j| j.0),
-            }));
+                first_name: row.get(10)?,
+                last_name: row.get(11)?,
+            })));
         }
         let status: Option<String> = client
             .select(
@@ -587,8 +623,8 @@ pub fn sp_private_key(sp_id: i64) -> SpiResult<Option<String>> {
 
 /// What became of the AuthnRequest a response answers.
 pub enum RequestState {
-    /// Outstanding until now: consumed by this login.
-    Answered,
+    /// Outstanding until now: consumed by this login; its RelayState.
+    Answered(Option<String>),
     /// saml_jit never issued it (the application may track its own requests).
     Unknown,
     AlreadyAnswered(String),
@@ -598,7 +634,7 @@ pub enum RequestState {
 const ANSWER_REQUEST: &str = "
     UPDATE saml_jit.authn_request SET consumed_at = now()
      WHERE request_id = $1 AND idp_id = $2 AND consumed_at IS NULL AND expires_at > $3
-    RETURNING 1";
+    RETURNING relay_state";
 
 /// Consumes the outstanding request `request_id` of the IdP. Two responses to
 /// one request serialize on its row: the second finds it answered.
@@ -614,8 +650,8 @@ pub fn consume_request(
             None,
             &[request_id.into(), idp_id.into(), timestamptz(now).into()],
         )?;
-        if answered.len() == 1 {
-            return Ok(RequestState::Answered);
+        if let Some(row) = answered.into_iter().next() {
+            return Ok(RequestState::Answered(row.get(1)?));
         }
         let found = client.select(
             "SELECT consumed_at::text, expires_at::text FROM saml_jit.authn_request
@@ -630,6 +666,17 @@ pub fn consume_request(
             Some(at) => RequestState::AlreadyAnswered(at),
             None => RequestState::Expired(row.get::<String>(2)?.unwrap_or_default()),
         })
+    })
+}
+
+const HOOK_PROBLEM: &str = "SELECT saml_jit.hook_problem($1::regprocedure)";
+
+/// What stops `hook` from being called now (sql/jit.sql), or None.
+pub fn hook_problem(hook: pg_sys::Oid) -> SpiResult<Option<String>> {
+    Spi::connect(|client| {
+        plans::select(client, HOOK_PROBLEM, Some(1), &[hook.into()])?
+            .first()
+            .get_one::<String>()
     })
 }
 
@@ -662,6 +709,12 @@ pub mod probe {
             pgrx::spi::SpiError::InvalidPosition => Ok(None),
             e => Err(e),
         })
+    }
+
+    /// The hook as `schema.name(jsonb)` (its OID when it no longer exists).
+    pub fn function_name(oid: pg_sys::Oid) -> SpiResult<String> {
+        Spi::get_one_with_args::<String>("SELECT $1::regprocedure::text", &[oid.into()])
+            .map(|s| s.unwrap_or_default())
     }
 
     pub fn user_row(idp_id: i64, subject: &str) -> SpiResult<Option<serde_json::Value>> {

@@ -30,10 +30,13 @@ pub enum Reason {
     ProvisioningDisabled,
     UserDisabled,
     EncryptedUnsupported,
+    EmailDomainNotAllowed,
+    NotEntitled,
+    ProvisioningRefused,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 24] = [
+    pub const ALL: [Reason; 27] = [
         Reason::TooLarge,
         Reason::Malformed,
         Reason::DtdForbidden,
@@ -58,6 +61,9 @@ impl Reason {
         Reason::ProvisioningDisabled,
         Reason::UserDisabled,
         Reason::EncryptedUnsupported,
+        Reason::EmailDomainNotAllowed,
+        Reason::NotEntitled,
+        Reason::ProvisioningRefused,
     ];
 
     pub fn code(self) -> &'static str {
@@ -86,6 +92,9 @@ impl Reason {
             Reason::ProvisioningDisabled => "provisioning_disabled",
             Reason::UserDisabled => "user_disabled",
             Reason::EncryptedUnsupported => "encrypted_unsupported",
+            Reason::EmailDomainNotAllowed => "email_domain_not_allowed",
+            Reason::NotEntitled => "not_entitled",
+            Reason::ProvisioningRefused => "provisioning_refused",
         }
     }
 }
@@ -138,7 +147,8 @@ mod tests {
                    audience_mismatch recipient_mismatch not_yet_valid expired \
                    in_response_to_mismatch unsolicited replay subject_missing \
                    required_attribute_missing provisioning_disabled user_disabled \
-                   encrypted_unsupported";
+                   encrypted_unsupported \
+                   provisioning_refused email_domain_not_allowed not_entitled";
         let expected: HashSet<_> = api.split_whitespace().collect();
         assert_eq!(codes, expected);
     }
