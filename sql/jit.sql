@@ -56,6 +56,10 @@ BEGIN
     END IF;
     IF TG_TABLE_NAME = 'identity_provider' THEN
         IF NEW.email_domains IS NOT NULL THEN
+            IF cardinality(NEW.email_domains) = 0 THEN
+                RAISE EXCEPTION 'email_domains must list at least one domain (NULL means no restriction)'
+                    USING ERRCODE = 'invalid_parameter_value';
+            END IF;
             IF array_position(NEW.email_domains, NULL) IS NOT NULL THEN
                 RAISE EXCEPTION 'email_domains must not contain NULL' USING ERRCODE = 'invalid_parameter_value';
             END IF;

@@ -112,6 +112,7 @@ def mint(spec):
         sign_alg=SIGN_ALGS[spec.get("sign_alg", "rsa-sha256")],
         digest_alg=DIGEST_ALGS[spec.get("digest_alg", "sha256")],
         authn={"class_ref": "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"},
+        session_not_on_or_after=spec.get("session_not_on_or_after"),
         **encryption(spec),
     )
     return base64.b64encode(str(response).encode("utf-8")).decode("ascii")

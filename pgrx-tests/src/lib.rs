@@ -162,6 +162,9 @@ pub struct Login {
     pub groups: Vec<String>,
     pub attributes: Value,
     pub action: String,
+    pub email_verified: bool,
+    pub session_id: String,
+    pub relay_state: Option<String>,
 }
 
 /// A refused login: SQLSTATE, the reason code, the DETAIL.
@@ -179,7 +182,8 @@ pub fn login(
 ) -> Result<Login, Refusal> {
     client
         .query_one(
-            "SELECT user_id::text, subject, name_id, email, groups, attributes::text, action
+            "SELECT user_id::text, subject, name_id, email, groups, attributes::text, action,
+                    email_verified, session_id::text, relay_state
                FROM saml_jit_login($1, in_response_to => $2)",
             &[&response, &in_response_to],
         )
@@ -191,6 +195,9 @@ pub fn login(
             groups: row.get(4),
             attributes: serde_json::from_str(row.get::<_, &str>(5)).unwrap(),
             action: row.get(6),
+            email_verified: row.get(7),
+            session_id: row.get(8),
+            relay_state: row.get(9),
         })
         .map_err(|e| {
             let db = e

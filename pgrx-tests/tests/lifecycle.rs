@@ -219,7 +219,10 @@ fn purge_removes_dead_replay_rows_old_sessions_and_old_audit_rows() {
         "the replay rows, the audit rows of both logins and of the logout, and the ended session \
          (the first session never ended and has no SessionNotOnOrAfter: it stays)"
     );
-    assert_eq!(one::<i64>(&mut c, "SELECT count(*) FROM saml_jit.session"), 1);
+    assert_eq!(
+        one::<i64>(&mut c, "SELECT count(*) FROM saml_jit.session"),
+        1
+    );
 }
 
 #[test]

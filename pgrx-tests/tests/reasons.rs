@@ -320,6 +320,42 @@ fn encrypted_assertions_without_an_sp_key_are_refused() {
     );
 }
 
+/// Version 0.2: an IdP vouching for another customer's e-mail domain, a user
+/// without the required group, and the application's hook refusing.
+fn saas_reasons() {
+    let mut c = db("it_reason_saas");
+    c.batch_execute(
+        "CREATE FUNCTION public.no_seats(event jsonb) RETURNS void LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'no seats left for %', event ->> 'email'; END $$;
+         UPDATE saml_jit.identity_provider SET email_domains = '{example.com}', required_groups = '{staff}'",
+    )
+    .unwrap();
+    let mut other = spec("u0");
+    other["attributes"]["mail"] = json!(["u0@another-customer.example"]);
+    other["attributes"]["groups"] = json!(["staff"]);
+    let detail = expect(
+        login(&mut c, &mint_one(other), None),
+        "email_domain_not_allowed",
+    );
+    assert!(detail.contains("another-customer.example"), "{detail}");
+    let mut outsider = spec("u1");
+    outsider["attributes"]["groups"] = json!(["contractors"]);
+    let detail = expect(login(&mut c, &mint_one(outsider), None), "not_entitled");
+    assert!(
+        detail.contains("contractors") && detail.contains("staff"),
+        "{detail}"
+    );
+    c.batch_execute("UPDATE saml_jit.identity_provider SET on_login = 'public.no_seats(jsonb)'")
+        .unwrap();
+    let mut member = spec("u2");
+    member["attributes"]["groups"] = json!(["staff"]);
+    let detail = expect(
+        login(&mut c, &mint_one(member), None),
+        "provisioning_refused",
+    );
+    assert_eq!(detail, "no seats left for u2@example.com");
+}
+
 /// Every scenario, in order, then the check that all API.md codes were produced.
 #[test]
 fn every_api_reason_code_is_produced_by_an_attack() {
@@ -331,6 +367,7 @@ fn every_api_reason_code_is_produced_by_an_attack() {
     request_reasons();
     subject_and_provisioning_reasons();
     encrypted_assertions_without_an_sp_key_are_refused();
+    saas_reasons();
     let all = [
         "too_large",
         "malformed",
@@ -356,6 +393,9 @@ fn every_api_reason_code_is_produced_by_an_attack() {
         "provisioning_disabled",
         "user_disabled",
         "encrypted_unsupported",
+        "provisioning_refused",
+        "email_domain_not_allowed",
+        "not_entitled",
     ];
     let seen = SEEN.lock().unwrap();
     let missing: Vec<_> = all.iter().filter(|r| !seen.contains(*r)).collect();
