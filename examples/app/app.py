@@ -9,8 +9,11 @@ when saml_jit does the work inside PostgreSQL.
                          SAMLResponse goes to saml_jit_login, which verifies,
                          provisions and audits in one transaction
     GET  /saml/metadata  this SP's metadata for the IdP administrator
-    GET  /profile        the provisioned user, groups and last audit rows
-    POST /logout
+    GET  /profile        the application's account, organization and role
+                         (written by its on_login hook), the saml_jit user
+                         and its last audit rows; only while the session is
+                         active (saml_jit_session_active)
+    POST /logout         ends the session (saml_jit_end_session)
 
 Settings (environment): SAML_JIT_DSN (libpq string of the application's
 role), SECRET_KEY, PORT, LISTEN (address to bind; 0.0.0.0 in a container).
@@ -38,7 +41,7 @@ def db():
 
 
 def local_path(relay_state):
-    """RelayState comes back from the browser: only follow paths of this site."""
+    """Only follow paths of this site (RelayState is chosen by the visitor)."""
     if relay_state and relay_state.startswith("/") and not relay_state.startswith("//"):
         return relay_state
     return url_for("profile")
@@ -46,7 +49,7 @@ def local_path(relay_state):
 
 @app.get("/")
 def home():
-    return render_template("home.html", signed_in="user_id" in session)
+    return render_template("home.html", signed_in="saml_session" in session)
 
 
 @app.get("/login")
@@ -55,7 +58,7 @@ def login():
     domain = email.rpartition("@")[2]
     with db() as conn:
         tenant = conn.execute(
-            "SELECT idp_entity_id FROM sso_tenant WHERE email_domain = %s", (domain,)
+            "SELECT idp_entity_id FROM organizations WHERE email_domain = %s", (domain,)
         ).fetchone()
         if tenant is None:
             error = f"No single sign-on is set up for {domain or 'that address'}."
@@ -67,6 +70,15 @@ def login():
     return redirect(row[0])
 
 
+# What a person is told for the refusals they can do something about; the
+# others get the generic page. The DETAIL is for their administrator.
+REFUSALS = {
+    "not_entitled": "Your organization has not given you access to this application.",
+    "email_domain_not_allowed": "Your identity provider may not sign in this e-mail address here.",
+    "user_disabled": "Your account has been disabled.",
+}
+
+
 @app.post("/saml/acs")
 def acs():
     saml_response = request.form.get("SAMLResponse")
@@ -75,21 +87,27 @@ def acs():
     try:
         with db() as conn:
             user = conn.execute(
-                """SELECT user_id, idp_entity_id, action
+                """SELECT user_id, idp_entity_id, action, session_id, relay_state
                      FROM saml_jit_login(%s, client_addr => %s)""",
                 (saml_response, request.remote_addr),
             ).fetchone()
     except psycopg.errors.InvalidAuthorizationSpecification as e:
         # SQLSTATE 28000: the response was refused. The reason code is stable
-        # (API.md); the DETAIL says what the IdP administrator has to fix.
+        # (API.md); the DETAIL says what the IdP administrator has to fix, and
+        # for provisioning_refused it is the message of our own on_login hook.
         reason = e.diag.message_primary.removeprefix("SAML response rejected: ")
-        app.logger.warning("SAML login refused: %s (%s)", reason, e.diag.message_detail)
-        return render_template("refused.html", reason=reason, detail=e.diag.message_detail), 403
+        detail = e.diag.message_detail
+        app.logger.warning("SAML login refused: %s (%s)", reason, detail)
+        message = detail if reason == "provisioning_refused" else REFUSALS.get(reason)
+        return render_template("refused.html", reason=reason, detail=detail, message=message), 403
     session.clear()
     session["user_id"] = str(user[0])
     session["idp"] = user[1]
     session["last_action"] = user[2]
-    return redirect(local_path(request.form.get("RelayState")))
+    session["saml_session"] = str(user[3])
+    # Where the login started (stored with the AuthnRequest), not the
+    # RelayState the browser posted back.
+    return redirect(local_path(user[4]))
 
 
 @app.get("/saml/metadata")
@@ -101,14 +119,25 @@ def metadata():
 
 @app.get("/profile")
 def profile():
-    if "user_id" not in session:
+    if "saml_session" not in session:
         return redirect(url_for("home"))
     with db() as conn:
+        # Ended by logout, by the customer disabling the user, by expiry or
+        # by the IdP's SessionNotOnOrAfter: the application's session ends too.
+        if not conn.execute(
+            "SELECT saml_jit_session_active(%s)", (session["saml_session"],)
+        ).fetchone()[0]:
+            session.clear()
+            return redirect(url_for("home"))
         cur = conn.execute(
-            """SELECT subject, email, display_name, title, groups, status, login_count,
-                      created_at, last_login_at
-                 FROM saml_jit.users WHERE id = %s""",
-            (session["user_id"],),
+            """SELECT a.id AS account_id, a.email, a.display_name, a.invited_at IS NOT NULL AS invited,
+                      o.name AS organization, m.role, u.subject, u.title, u.groups, u.login_count
+                 FROM accounts a
+                 JOIN saml_jit.users u ON u.id = a.saml_user_id
+                 JOIN organizations o ON o.idp_entity_id = %(idp)s
+                 JOIN memberships m ON m.account_id = a.id AND m.organization_id = o.id
+                WHERE a.saml_user_id = %(user)s""",
+            {"idp": session["idp"], "user": session["user_id"]},
         )
         user = dict(zip([c.name for c in cur.description], cur.fetchone() or ()))
         audit = conn.execute(
@@ -116,10 +145,6 @@ def profile():
                 WHERE user_id = %s ORDER BY id DESC LIMIT 8""",
             (session["user_id"],),
         ).fetchall()
-    if user.get("status") != "active":
-        # Deprovisioned (expired or disabled) since this session began, or gone.
-        session.clear()
-        return redirect(url_for("home"))
     return render_template(
         "profile.html",
         user=user,
@@ -131,6 +156,9 @@ def profile():
 
 @app.post("/logout")
 def logout():
+    if "saml_session" in session:
+        with db() as conn:
+            conn.execute("SELECT saml_jit_end_session(%s)", (session["saml_session"],))
     session.clear()
     return redirect(url_for("home"))
 

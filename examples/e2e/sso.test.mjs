@@ -129,7 +129,14 @@ describe('SP-initiated SSO through the example app', () => {
     assert.equal(await page.locator('#title').innerText(), 'Analyst');
     const groups = await page.locator('#groups .badge').allTextContents();
     assert.deepEqual(groups.sort(), ['app:developer', 'app:member']);
-    assert.match(await page.locator('#user').innerText(), /ada@example\.com/);
+    // The application's own tables, written by its on_login hook: the
+    // account the administrator invited is linked, not duplicated.
+    assert.equal(adminSql("SELECT count(*) FROM accounts WHERE email = 'ada@example.com'"), '1');
+    const invited = adminSql("SELECT id FROM accounts WHERE email = 'ada@example.com' AND invited_at IS NOT NULL");
+    assert.equal(await page.locator('#account-id').innerText(), `#${invited} invited, linked on first sign-in`);
+    assert.equal(await page.locator('#organization').innerText(), 'Example Corp');
+    assert.equal(await page.locator('#role').innerText(), 'developer');
+    assert.equal(await page.locator('#email').innerText(), 'ada@example.com');
     assert.equal(await page.locator('#subject').innerText(), 'u-10815');
     assert.equal(await page.locator('#idp').innerText(), `${IDP_URL}/metadata`);
     assert.deepEqual((await auditEvents()).sort(), ['created', 'login']);
@@ -138,6 +145,8 @@ describe('SP-initiated SSO through the example app', () => {
 
   test('after the IdP changes an attribute, the next login updates the user', async () => {
     await signOut();
+    assert.equal(adminSql("SELECT count(*) FROM saml_jit.session WHERE ended_by = 'application'"), '1',
+      'signing out ended the saml_jit session');
     editIdpUser('ada', (a) => {
       a.title = ['Principal Analyst'];
       a.memberOf = ['engineering', 'staff', 'auditors'];
@@ -224,6 +233,8 @@ describe('SP-initiated SSO through the example app', () => {
     assert.equal(await page.locator('#subject').innerText(), 'u-10815');
     assert.equal(await page.locator('#email').innerText(), 'hank@globex.example');
     assert.deepEqual(await page.locator('#groups .badge').allTextContents(), ['app:member']);
+    assert.equal(await page.locator('#organization').innerText(), 'Globex');
+    assert.equal(await page.locator('#role').innerText(), 'member');
     await shot('07-second-customer');
 
     await signOut();
@@ -241,12 +252,63 @@ describe('SP-initiated SSO through the example app', () => {
       `SELECT outcome FROM saml_jit_disable_users('${IDP_URL}/metadata', ARRAY['u-10815'])`);
     assert.equal(outcome, 'disabled');
     await page.goto(`${APP_URL}/profile`);
-    assert.equal(page.url(), `${APP_URL}/`, 'the session ended with the account');
+    assert.equal(page.url(), `${APP_URL}/`, 'saml_jit_session_active: the session ended with the account');
+    assert.equal(adminSql(
+      "SELECT count(*) FROM saml_jit.session s JOIN saml_jit.users u ON u.id = s.user_id " +
+      "WHERE u.subject = 'u-10815' AND u.status = 'disabled' AND s.ended_by = 'user_disabled'"), '1');
     await signIn('ada@example.com', 'ada', 'correct horse battery staple');
     assert.equal(await page.locator('#reason').innerText(), 'user_disabled');
     await shot('08-disabled-refused');
     // Globex's user with the same NameID is another account, still active.
     await signIn('hank@globex.example', 'hank', 'globex rules', IDP2_URL);
     assert.equal(await page.locator('#email').innerText(), 'hank@globex.example');
+  });
+
+  test("a second customer's IdP cannot vouch for the first customer's e-mail", async () => {
+    await signOut();
+    const before = adminSql('SELECT count(*), max(saml_user_id::text) FROM accounts');
+    // Globex's IdP signs in its own user, but asserts an Example Corp address.
+    await signIn('someone@globex.example', 'mallory', 'not my domain', IDP2_URL);
+    assert.equal(await page.locator('#reason').innerText(), 'email_domain_not_allowed');
+    assert.match(await page.locator('#message').innerText(), /may not sign in this e-mail address/);
+    assert.match(await page.locator('#detail').innerText(), /globex\.example/);
+    assert.equal(adminSql('SELECT count(*), max(saml_user_id::text) FROM accounts'), before,
+      'no account created, Ada\'s untouched');
+    assert.equal(adminSql("SELECT count(*) FROM saml_jit.users WHERE subject = 'u-66666'"), '0');
+    await shot('09-email-domain-refused');
+  });
+
+  test('a user without the required group sees a clear refusal', async () => {
+    await signOut();
+    await signIn('temp@globex.example', 'temp', 'summer intern', IDP2_URL);
+    assert.equal(await page.locator('#reason').innerText(), 'not_entitled');
+    assert.equal(await page.locator('#message').innerText(),
+      'Your organization has not given you access to this application.');
+    assert.match(await page.locator('#detail').innerText(), /app:member.*interns/);
+    assert.equal(adminSql("SELECT count(*) FROM accounts WHERE email = 'temp@globex.example'"), '0');
+    await shot('10-not-entitled');
+  });
+
+  test("the application's hook refusing a suspended organization leaves nothing behind", async () => {
+    await signOut();
+    adminSql("UPDATE organizations SET suspended = true WHERE name = 'Globex'");
+    const state = () => adminSql(
+      "SELECT u.login_count || '/' || (SELECT count(*) FROM saml_jit.session s WHERE s.user_id = u.id) || '/' || " +
+      "(SELECT count(*) FROM memberships) FROM saml_jit.users u " +
+      "JOIN saml_jit.identity_provider i ON i.id = u.idp_id WHERE i.entity_id = '" + IDP2_URL + "/metadata' " +
+      "AND u.subject = 'u-10815'");
+    const before = state();
+    try {
+      await signIn('hank@globex.example', 'hank', 'globex rules', IDP2_URL);
+      assert.equal(await page.locator('#reason').innerText(), 'provisioning_refused');
+      assert.equal(await page.locator('#message').innerText(),
+        'Globex is suspended. Ask your administrator to contact billing.');
+      assert.equal(state(), before, 'no login counted, no session, no membership change');
+      await shot('11-organization-suspended');
+    } finally {
+      adminSql("UPDATE organizations SET suspended = false WHERE name = 'Globex'");
+    }
+    await signIn('hank@globex.example', 'hank', 'globex rules', IDP2_URL);
+    assert.equal(await page.locator('#organization').innerText(), 'Globex');
   });
 });
