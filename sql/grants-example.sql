@@ -3,6 +3,8 @@
 -- (Run as the extension's owner; the role app_backend must exist.)
 GRANT EXECUTE ON FUNCTION saml_jit_login(text, text, inet) TO app_backend;
 GRANT EXECUTE ON FUNCTION saml_jit_authn_request(text, text) TO app_backend;
+-- Sessions: whether a login's session still holds, and the application's sign-out.
+GRANT EXECUTE ON FUNCTION saml_jit_session_active(uuid), saml_jit_end_session(uuid) TO app_backend;
 
 -- Optional, for an auditors' role: read the audit trail and the users.
 -- GRANT USAGE ON SCHEMA saml_jit TO auditor;

@@ -37,7 +37,8 @@ fn sql_blocks(markdown: &str) -> Vec<String> {
     blocks
 }
 
-/// The response the quick start logs in with: Acme's IdP, signed assertion.
+/// The responses the quick start and the data-model section log in with:
+/// Acme's IdP, signed assertion.
 fn acme_response() -> String {
     let mut s = spec("u-10815");
     s["idp"] = json!(README_IDP);
@@ -106,6 +107,7 @@ fn every_sql_block_of_the_readme_runs() {
         ("sp_key", read_fixture("sp.key")),
         ("sp_cert", read_fixture("sp.crt")),
         ("saml_response", acme_response()),
+        ("next_saml_response", acme_response()),
         ("idp_metadata", read_fixture("metadata/okta.xml")),
         ("aggregate", read_fixture("metadata/shibboleth.xml")),
     ];
@@ -147,6 +149,31 @@ fn every_sql_block_of_the_readme_runs() {
         .collect();
     for event in ["login", "created", "disabled", "enabled"] {
         assert!(events.iter().any(|e| e == event), "{event} in {events:?}");
+    }
+    // The data-model section's hook linked the invited account.
+    let account = app
+        .query_one(
+            "SELECT a.role, a.saml_user_id = u.id FROM public.accounts a, saml_jit.users u
+              WHERE a.email = 'ada@acme.example' AND u.subject = 'u-10815'",
+            &[],
+        )
+        .expect("one account for Ada");
+    assert_eq!(
+        (
+            account.get::<_, String>(0).as_str(),
+            account.get::<_, bool>(1)
+        ),
+        ("developer", true)
+    );
+    for (event, n) in [("logout", 1i64)] {
+        let got: i64 = app
+            .query_one(
+                "SELECT count(*) FROM saml_jit.audit_log WHERE event = $1",
+                &[&event],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(got, n, "{event} rows");
     }
     let idps: i64 = app
         .query_one("SELECT count(*) FROM saml_jit.identity_provider", &[])
