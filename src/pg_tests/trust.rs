@@ -203,7 +203,8 @@ mod tests {
            FROM pg_proc p
           WHERE p.proname IN ('saml_jit_add_sp', 'saml_jit_add_idp', 'saml_jit_add_idp_certificate',
                                  'saml_jit_login', 'saml_jit_deprovision_expired', 'saml_jit_purge',
-                                 'saml_jit_disable_users', 'saml_jit_enable_users')
+                                 'saml_jit_disable_users', 'saml_jit_enable_users',
+                                 'saml_jit_session_active', 'saml_jit_end_session')
             AND NOT (p.prosecdef
                      AND EXISTS (SELECT 1 FROM unnest(p.proconfig) c WHERE c LIKE 'search_path=%')
                      AND NOT has_function_privilege('public', p.oid, 'EXECUTE'))",
@@ -232,7 +233,7 @@ mod tests {
             "SELECT string_agg(t, ', ') FROM unnest(ARRAY[
              'saml_jit.service_provider', 'saml_jit.identity_provider', 'saml_jit.idp_certificate',
              'saml_jit.attribute_mapping', 'saml_jit.group_mapping', 'saml_jit.users', 'saml_jit.audit_log',
-             'saml_jit.consumed_assertion']) t
+             'saml_jit.consumed_assertion', 'saml_jit.authn_request', 'saml_jit.session']) t
           WHERE t::regclass::oid <> ALL (
              SELECT unnest(extconfig) FROM pg_extension WHERE extname = 'saml_jit')",
         )
