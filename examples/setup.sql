@@ -113,7 +113,7 @@ DO $$ BEGIN
 EXCEPTION WHEN duplicate_object THEN NULL;
 END $$;
 GRANT EXECUTE ON FUNCTION saml_jit_login(text, text, inet),
-                          saml_jit_authn_request(text, text),
+                          saml_jit_authn_request(text, text, text, boolean, boolean),
                           saml_jit_session_active(uuid),
                           saml_jit_end_session(uuid),
                           saml_jit_sp_metadata(text),

@@ -2,7 +2,7 @@
 -- for SP-initiated login, on the AuthnRequest function), nothing else.
 -- (Run as the extension's owner; the role app_backend must exist.)
 GRANT EXECUTE ON FUNCTION saml_jit_login(text, text, inet) TO app_backend;
-GRANT EXECUTE ON FUNCTION saml_jit_authn_request(text, text) TO app_backend;
+GRANT EXECUTE ON FUNCTION saml_jit_authn_request(text, text, text, boolean, boolean) TO app_backend;
 -- Sessions: whether a login's session still holds, and the application's sign-out.
 GRANT EXECUTE ON FUNCTION saml_jit_session_active(uuid), saml_jit_end_session(uuid) TO app_backend;
 

@@ -77,6 +77,12 @@ CREATE TABLE saml_jit.identity_provider (
     -- From the IdP's metadata (saml_jit_import_idp_metadata) or set by hand.
     sso_url_redirect            text,
     sso_url_post                text,
+    -- AuthnRequest options (saml_jit_authn_request): RequestedAuthnContext
+    -- class references compared "exact" (omitted when NULL), the NameIDPolicy
+    -- format (omitted when NULL), and ForceAuthn on every request.
+    requested_authn_context     text[],
+    name_id_policy_format       text,
+    force_authn                 boolean NOT NULL DEFAULT false,
     name_id_formats             text[] NOT NULL DEFAULT '{}',
     metadata_valid_until        timestamptz,
     metadata_imported_at        timestamptz,

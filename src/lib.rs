@@ -9,6 +9,7 @@
 use pgrx::prelude::*;
 
 pub mod api;
+pub mod authn_request;
 pub mod explain;
 pub mod federation;
 pub mod gucs;

@@ -23,6 +23,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         destination,
         acs_url: acs,
         sp_entity_id: issuer,
+        ..Default::default()
     };
     // Values XML cannot carry are refused (and said so), never sent.
     let Ok(xml) = saml::request::authn_request_xml(&request) else {

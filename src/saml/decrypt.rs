@@ -88,6 +88,11 @@ impl SpKey {
         }
         Ok(SpKey { key })
     }
+
+    /// The key for an xmlsec context; it stays owned by `self`.
+    pub(crate) fn raw(&self) -> x::xmlSecKeyPtr {
+        self.key
+    }
 }
 
 /// Checks the algorithms before any decryption is attempted.

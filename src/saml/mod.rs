@@ -14,6 +14,7 @@ pub mod extract;
 pub mod metadata;
 pub mod response;
 pub mod shape;
+pub mod sign;
 pub mod text;
 pub mod tree;
 pub mod validate;

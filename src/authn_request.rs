@@ -1,0 +1,247 @@
+//! `saml_jit_authn_request`: starts an SP-initiated login. Stores a new
+//! request ID for the IdP (answered once, until request_ttl passes, with its
+//! RelayState) and returns what the application sends the browser: an
+//! HTTP-Redirect URL (signed over the query string), or for an IdP that only
+//! has an HTTP-POST endpoint the form's URL and SAMLRequest value (with an
+//! enveloped signature) when the IdP wants signed requests.
+
+use pgrx::prelude::*;
+
+use crate::pg::{raise, timestamptz};
+use crate::saml::decrypt::SpKey;
+use crate::saml::request::{authn_request_xml, redirect_url, AuthnRequest, QuerySigner};
+use crate::saml::sign::sign_enveloped;
+
+/// What the request needs to know about the IdP and this SP.
+struct Target {
+    idp_id: i64,
+    sso_url_redirect: Option<String>,
+    sso_url_post: Option<String>,
+    sign: bool,
+    force_authn: bool,
+    requested_authn_context: Vec<String>,
+    name_id_policy_format: Option<String>,
+    sp_entity_id: String,
+    acs_url: String,
+    key_pem: Option<String>,
+    certificate_pem: Option<String>,
+    ttl_micros: i64,
+}
+
+const TARGET: &str = "
+    SELECT i.id, i.sso_url_redirect, i.sso_url_post, i.sign_authn_requests, i.force_authn,
+           coalesce(i.requested_authn_context, '{}'), i.name_id_policy_format,
+           sp.entity_id, sp.acs_url, k.private_key, k.certificate,
+           (extract(epoch FROM i.request_ttl) * 1000000)::bigint
+      FROM saml_jit.identity_provider i
+      JOIN saml_jit.service_provider sp ON sp.id = i.sp_id
+      LEFT JOIN saml_jit.sp_key k ON k.sp_id = sp.id
+     WHERE i.entity_id = $1";
+
+fn target(idp_entity_id: &str) -> Result<Option<Target>, pgrx::spi::SpiError> {
+    Spi::connect(|client| {
+        let Some(r) = client
+            .select(TARGET, Some(1), &[idp_entity_id.into()])?
+            .next()
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Target {
+            idp_id: r.get(1)?.unwrap_or_default(),
+            sso_url_redirect: r.get(2)?,
+            sso_url_post: r.get(3)?,
+            sign: r.get(4)?.unwrap_or(false),
+            force_authn: r.get(5)?.unwrap_or(false),
+            requested_authn_context: r.get(6)?.unwrap_or_default(),
+            name_id_policy_format: r.get(7)?,
+            sp_entity_id: r.get(8)?.unwrap_or_default(),
+            acs_url: r.get(9)?.unwrap_or_default(),
+            key_pem: r.get(10)?,
+            certificate_pem: r.get(11)?,
+            ttl_micros: r.get(12)?.unwrap_or(600_000_000),
+        }))
+    })
+}
+
+fn fail(code: PgSqlErrorCode, message: String, hint: Option<&str>) -> ! {
+    raise(code, message, None, hint)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Binding {
+    Redirect,
+    Post,
+}
+
+/// The binding asked for, or the IdP's: HTTP-Redirect when it has that
+/// endpoint, else HTTP-POST.
+fn choose(asked: Option<&str>, t: &Target, idp: &str) -> (Binding, String) {
+    let redirect = || t.sso_url_redirect.clone().map(|u| (Binding::Redirect, u));
+    let post = || t.sso_url_post.clone().map(|u| (Binding::Post, u));
+    let chosen = match asked {
+        None => redirect().or_else(post),
+        Some("redirect") => redirect(),
+        Some("post") => post(),
+        Some(other) => fail(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("binding must be 'redirect' or 'post', not {other:?}"),
+            None,
+        ),
+    };
+    chosen.unwrap_or_else(|| {
+        let which = match asked {
+            Some("post") => "HTTP-POST SSO URL (sso_url_post)",
+            Some(_) => "HTTP-Redirect SSO URL (sso_url_redirect)",
+            None => "SSO URL (sso_url_redirect or sso_url_post)",
+        };
+        fail(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("the IdP {idp:?} has no {which}"),
+            Some("Import its metadata (saml_jit_import_idp_metadata) or set the URL on saml_jit.identity_provider."),
+        )
+    })
+}
+
+/// A fresh request ID: `_` and 32 hex digits from the server's strong source.
+fn new_request_id() -> String {
+    let mut random = [0u8; 16];
+    // SAFETY: fills the buffer from the server's strong random source.
+    if !unsafe { pg_sys::pg_strong_random(random.as_mut_ptr().cast(), random.len()) } {
+        fail(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            "saml_jit: no strong random source".into(),
+            None,
+        );
+    }
+    format!(
+        "_{}",
+        random
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
+}
+
+/// The SP certificate's DER in base64 (the PEM body), for KeyInfo.
+fn certificate_b64(pem: &str) -> String {
+    pem.lines().filter(|l| !l.starts_with("-----")).collect()
+}
+
+/// Starts an SP-initiated login with the IdP. Without `binding`,
+/// HTTP-Redirect is used when the IdP has that endpoint, else HTTP-POST.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+#[allow(clippy::type_complexity)]
+fn saml_jit_authn_request(
+    idp_entity_id: &str,
+    relay_state: default!(Option<&str>, "NULL"),
+    binding: default!(Option<&str>, "NULL"),
+    force_authn: default!(bool, false),
+    is_passive: default!(bool, false),
+) -> TableIterator<
+    'static,
+    (
+        name!(request_id, String),
+        name!(binding, String),
+        name!(redirect_url, Option<String>),
+        name!(post_url, Option<String>),
+        name!(saml_request, Option<String>),
+    ),
+> {
+    let internal = |e: String| -> ! {
+        fail(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("saml_jit: {e}"),
+            None,
+        )
+    };
+    let t = target(idp_entity_id)
+        .unwrap_or_else(|e| internal(e.to_string()))
+        .unwrap_or_else(|| {
+            fail(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+                format!("unknown identity provider {idp_entity_id:?}"),
+                Some("Trust it with saml_jit_add_idp or saml_jit_import_idp_metadata."),
+            )
+        });
+    let (binding, sso_url) = choose(binding, &t, idp_entity_id);
+    let key = t.sign.then(|| {
+        let pem = t.key_pem.as_deref().unwrap_or_else(|| {
+            fail(
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!(
+                    "the IdP {idp_entity_id:?} wants signed AuthnRequests but this SP has no key"
+                ),
+                Some("Install one with saml_jit_set_sp_key, or set sign_authn_requests = false."),
+            )
+        });
+        pem.to_string()
+    });
+    let request_id = new_request_id();
+    let now = crate::gucs::now()
+        .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e, None));
+    let xml = authn_request_xml(&AuthnRequest {
+        id: &request_id,
+        issue_instant: &now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        destination: &sso_url,
+        acs_url: &t.acs_url,
+        sp_entity_id: &t.sp_entity_id,
+        force_authn: force_authn || t.force_authn,
+        is_passive,
+        name_id_policy_format: t.name_id_policy_format.as_deref(),
+        requested_authn_context: &t.requested_authn_context,
+    })
+    .unwrap_or_else(|e| {
+        fail(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("saml_jit: cannot build an AuthnRequest: {e}"),
+            None,
+        )
+    });
+    let row = match binding {
+        Binding::Redirect => {
+            let signer = key.map(|pem| {
+                openssl::pkey::PKey::private_key_from_pem(pem.as_bytes())
+                    .unwrap_or_else(|e| internal(format!("the stored SP key: {e}")))
+            });
+            let sign_with = signer.map(|key| {
+                move |data: &[u8]| -> Result<Vec<u8>, String> {
+                    let mut s =
+                        openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &key)
+                            .map_err(|e| e.to_string())?;
+                    s.update(data).map_err(|e| e.to_string())?;
+                    s.sign_to_vec().map_err(|e| e.to_string())
+                }
+            });
+            let url = redirect_url(
+                &sso_url,
+                &xml,
+                relay_state,
+                sign_with.as_ref().map(|f| f as QuerySigner<'_>),
+            )
+            .unwrap_or_else(|e| internal(e));
+            ("redirect", Some(url), None, None)
+        }
+        Binding::Post => {
+            let message = match key {
+                None => xml,
+                Some(pem) => {
+                    let key = SpKey::from_pem(&pem).unwrap_or_else(|e| internal(e));
+                    let certificate = t.certificate_pem.as_deref().map(certificate_b64);
+                    sign_enveloped(&xml, &request_id, &key, certificate.as_deref())
+                        .unwrap_or_else(|e| internal(e))
+                }
+            };
+            let encoded =
+                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, message);
+            ("post", None, Some(sso_url), Some(encoded))
+        }
+    };
+    let expires = now + chrono::Duration::microseconds(t.ttl_micros);
+    Spi::run_with_args(
+        "INSERT INTO saml_jit.authn_request (request_id, idp_id, relay_state, expires_at) VALUES ($1, $2, $3, $4)",
+        &[request_id.as_str().into(), t.idp_id.into(), relay_state.into(), timestamptz(expires).into()],
+    )
+    .unwrap_or_else(|e| internal(e.to_string()));
+    TableIterator::once((request_id, row.0.to_string(), row.1, row.2, row.3))
+}
