@@ -288,15 +288,18 @@ BEGIN
 END
 $$;
 
--- Two functions get a new row type below, so they are dropped and created
--- again; the EXECUTE grants an administrator gave them are kept (read
--- before the DROP, given again after).
+-- Three functions get a new row type or arguments below, so they are
+-- dropped and created again; the EXECUTE grants an administrator gave them
+-- are kept (read before the DROP, given again after).
 SELECT set_config('saml_jit_upgrade.purge_acl',
                   coalesce((SELECT proacl::text FROM pg_catalog.pg_proc
                              WHERE oid = '@extschema@.saml_jit_purge()'::regprocedure), '{}'), true),
        set_config('saml_jit_upgrade.login_acl',
                   coalesce((SELECT proacl::text FROM pg_catalog.pg_proc
-                             WHERE oid = '@extschema@.saml_jit_login(text, text, inet)'::regprocedure), '{}'), true);
+                             WHERE oid = '@extschema@.saml_jit_login(text, text, inet)'::regprocedure), '{}'), true),
+       set_config('saml_jit_upgrade.authn_request_acl',
+                  coalesce((SELECT proacl::text FROM pg_catalog.pg_proc
+                             WHERE oid = '@extschema@.saml_jit_authn_request(text, text)'::regprocedure), '{}'), true);
 
 -- saml_jit_purge also purges sessions (a new OUT column).
 DROP FUNCTION @extschema@.saml_jit_purge();
@@ -351,6 +354,31 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c AS 'MODULE_PATHNAME', 'saml_jit_login_wrapper';
 REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_login(text, text, inet) FROM PUBLIC;
 
+-- saml_jit_authn_request takes the binding and ForceAuthn/IsPassive, and
+-- returns the HTTP-POST form too (AuthnRequest options).
+ALTER TABLE saml_jit.identity_provider
+    ADD COLUMN requested_authn_context text[],
+    ADD COLUMN name_id_policy_format text,
+    ADD COLUMN force_authn boolean NOT NULL DEFAULT false;
+DROP FUNCTION @extschema@.saml_jit_authn_request(text, text);
+CREATE FUNCTION @extschema@."saml_jit_authn_request"(
+	"idp_entity_id" TEXT,
+	"relay_state" TEXT DEFAULT NULL,
+	"binding" TEXT DEFAULT NULL,
+	"force_authn" bool DEFAULT false,
+	"is_passive" bool DEFAULT false
+) RETURNS TABLE (
+	"request_id" TEXT,
+	"binding" TEXT,
+	"redirect_url" TEXT,
+	"post_url" TEXT,
+	"saml_request" TEXT
+)
+VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c AS 'MODULE_PATHNAME', 'saml_jit_authn_request_wrapper';
+REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_authn_request(text, text, text, boolean, boolean) FROM PUBLIC;
+
 DO $$
 DECLARE
     f record;
@@ -360,7 +388,10 @@ BEGIN
                     current_setting('saml_jit_upgrade.purge_acl')::aclitem[] AS acl
              UNION ALL
              SELECT '@extschema@.saml_jit_login(text, text, inet)'::regprocedure,
-                    current_setting('saml_jit_upgrade.login_acl')::aclitem[] LOOP
+                    current_setting('saml_jit_upgrade.login_acl')::aclitem[]
+             UNION ALL
+             SELECT '@extschema@.saml_jit_authn_request(text, text, text, boolean, boolean)'::regprocedure,
+                    current_setting('saml_jit_upgrade.authn_request_acl')::aclitem[] LOOP
         FOR g IN SELECT a.grantee, a.is_grantable FROM aclexplode(f.acl) a
                   WHERE a.privilege_type = 'EXECUTE'
                     AND a.grantee <> (SELECT proowner FROM pg_catalog.pg_proc WHERE oid = f.fn) LOOP

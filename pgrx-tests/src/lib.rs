@@ -114,6 +114,12 @@ pub fn spec(user: &str) -> Value {
 
 /// Mints one response per spec with pysaml2 (tests/idp/pysaml2_idp.py).
 pub fn mint(specs: &[Value]) -> Vec<String> {
+    try_mint(specs).unwrap_or_else(|e| panic!("pysaml2 failed: {e}"))
+}
+
+/// Like `mint`, but pysaml2 refusing (a request it will not answer) is Err
+/// with its error output.
+pub fn try_mint(specs: &[Value]) -> Result<Vec<String>, String> {
     use std::io::Write;
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let python = dir.join(".venv/bin/python");
@@ -127,6 +133,7 @@ pub fn mint(specs: &[Value]) -> Vec<String> {
         .env("PYTHONWARNINGS", "ignore")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start pysaml2 IdP");
     child
@@ -136,8 +143,10 @@ pub fn mint(specs: &[Value]) -> Vec<String> {
         .write_all(serde_json::to_string(specs).unwrap().as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "pysaml2 failed");
-    serde_json::from_slice(&out.stdout).expect("pysaml2 output")
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(serde_json::from_slice(&out.stdout).expect("pysaml2 output"))
 }
 
 pub fn mint_one(spec: Value) -> String {

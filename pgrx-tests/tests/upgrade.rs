@@ -167,10 +167,21 @@ fn version_0_1_0_upgrades_in_place() {
         junk.as_db_error().map(|d| (d.code().code(), d.message())),
         Some(("28000", "SAML response rejected: malformed"))
     );
-    let request: String = c
+    // 0.2.0's saml_jit_authn_request takes more arguments than 0.1.0
+    // declared: in the mixed state a call fails with an error (the server
+    // stays up), never with a request built from unset arguments.
+    let mixed = c
         .query_one("SELECT request_id FROM saml_jit_authn_request($1)", &[&IDP])
-        .unwrap()
-        .get(0);
+        .unwrap_err();
+    assert!(mixed.as_db_error().is_some(), "{mixed:?}");
+    // An outstanding request as 0.1.0 stored it.
+    let request = "_0123456789abcdef0123456789abcdef".to_string();
+    c.execute(
+        "INSERT INTO saml_jit.authn_request (request_id, idp_id, relay_state, expires_at)
+         SELECT $1, id, '/from-0.1.0', now() + interval '10 minutes' FROM saml_jit.identity_provider",
+        &[&request],
+    )
+    .unwrap();
     let tables = [
         "service_provider",
         "sp_key",
@@ -190,24 +201,28 @@ fn version_0_1_0_upgrades_in_place() {
     c.batch_execute(
         "DO $$ BEGIN CREATE ROLE it_upgrade_app; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
          GRANT EXECUTE ON FUNCTION saml_jit_login(text, text, inet) TO it_upgrade_app;
-         GRANT EXECUTE ON FUNCTION saml_jit_purge() TO it_upgrade_app WITH GRANT OPTION",
+         GRANT EXECUTE ON FUNCTION saml_jit_purge() TO it_upgrade_app WITH GRANT OPTION;
+         GRANT EXECUTE ON FUNCTION saml_jit_authn_request(text, text) TO it_upgrade_app",
     )
     .unwrap();
     c.batch_execute("ALTER EXTENSION saml_jit UPDATE").unwrap();
-    let kept: (bool, bool) = {
+    let kept: (bool, bool, bool) = {
         let row = c
             .query_one(
                 "SELECT has_function_privilege('it_upgrade_app', 'saml_jit_login(text, text, inet)', 'EXECUTE'),
-                        has_function_privilege('it_upgrade_app', 'saml_jit_purge()', 'EXECUTE WITH GRANT OPTION')",
+                        has_function_privilege('it_upgrade_app', 'saml_jit_purge()', 'EXECUTE WITH GRANT OPTION'),
+                        has_function_privilege('it_upgrade_app',
+                            'saml_jit_authn_request(text, text, text, boolean, boolean)', 'EXECUTE')",
                 &[],
             )
             .unwrap();
-        (row.get(0), row.get(1))
+        (row.get(0), row.get(1), row.get(2))
     };
-    assert_eq!(kept, (true, true), "grants kept across the upgrade");
+    assert_eq!(kept, (true, true, true), "grants kept across the upgrade");
     c.batch_execute(
         "REVOKE EXECUTE ON FUNCTION saml_jit_login(text, text, inet) FROM it_upgrade_app;
-         REVOKE EXECUTE ON FUNCTION saml_jit_purge() FROM it_upgrade_app CASCADE",
+         REVOKE EXECUTE ON FUNCTION saml_jit_purge() FROM it_upgrade_app CASCADE;
+         REVOKE EXECUTE ON FUNCTION saml_jit_authn_request(text, text, text, boolean, boolean) FROM it_upgrade_app",
     )
     .unwrap();
     let version: String = c
@@ -239,7 +254,9 @@ fn version_0_1_0_upgrades_in_place() {
     assert_eq!((again.user_id, again.action.as_str()), (user_id, "updated"));
     let mut answering = spec("answers");
     answering["in_response_to"] = serde_json::json!(request);
-    login(&mut c, &mint_one(answering), None).expect("answers the request sent by 0.1.0");
+    let answered =
+        login(&mut c, &mint_one(answering), None).expect("answers the request sent by 0.1.0");
+    assert_eq!(answered.relay_state.as_deref(), Some("/from-0.1.0"));
 
     // The upgraded catalog is a fresh install's.
     let mut fresh = database("it_upgrade_fresh");
