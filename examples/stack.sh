@@ -29,16 +29,16 @@ wait_for_url() {
   return 1
 }
 
-# start_idp WORK NAME PORT USERS_JSON: one IdP with a key of its own, made
-# now (the SP learns its certificate from the IdP's metadata).
+# start_idp WORK NAME PORT USERS_JSON [--post-only]: one IdP with a key of
+# its own, made now (the SP learns its certificate from the IdP's metadata).
 start_idp() {
-  local work=$1 name=$2 port=$3 users=$4 tag
+  local work=$1 name=$2 port=$3 users=$4 extra=("${@:5}") tag
   tag=$(basename "$users" .json)
   openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=$name IdP" \
     -keyout "$work/$tag.key" -out "$work/$tag.crt" 2>/dev/null
   "$EXAMPLE_VENV/bin/python" "$EXAMPLES/idp/idp.py" --name "$name" --base-url "http://127.0.0.1:$port" \
     --port "$port" --key "$work/$tag.key" --cert "$work/$tag.crt" --users "$users" \
-    --sp-metadata-url "$APP_URL/saml/metadata" >"$work/$tag.log" 2>&1 &
+    --sp-metadata-url "$APP_URL/saml/metadata" "${extra[@]}" >"$work/$tag.log" 2>&1 &
   echo $! >"$work/$tag.pid"
   wait_for_url "http://127.0.0.1:$port/metadata" "$work/$tag.log"
 }
@@ -63,7 +63,8 @@ example_start() {
   cp "$EXAMPLES/idp/users.json" "$IDP_USERS"
   cp "$EXAMPLES/idp/users-globex.json" "$work/users-globex.json"
   start_idp "$work" "Example Corp" "$idp_port" "$IDP_USERS"
-  start_idp "$work" "Globex" "$idp2_port" "$work/users-globex.json"
+  # Globex's IdP offers only an HTTP-POST SSO endpoint (as some products do).
+  start_idp "$work" "Globex" "$idp2_port" "$work/users-globex.json" --post-only
 
   # The administrator's part: register the SP, import both IdPs' metadata,
   # map groups, create the application's role.

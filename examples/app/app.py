@@ -3,8 +3,9 @@ when saml_jit does the work inside PostgreSQL.
 
     GET  /               home page: "work e-mail" and a "Sign in with SSO" button
     GET  /login?email=   SP-initiated login: the e-mail's domain picks the
-                         customer's IdP (table sso_tenant),
+                         customer's IdP (table organizations),
                          saml_jit_authn_request, then a redirect to that IdP
+                         (or an auto-submitting form for an HTTP-POST-only IdP)
     POST /saml/acs       the Assertion Consumer Service: the posted
                          SAMLResponse goes to saml_jit_login, which verifies,
                          provisions and audits in one transaction
@@ -63,11 +64,19 @@ def login():
         if tenant is None:
             error = f"No single sign-on is set up for {domain or 'that address'}."
             return render_template("home.html", error=error, email=email), 404
-        row = conn.execute(
-            "SELECT redirect_url FROM saml_jit_authn_request(%s, relay_state => %s)",
-            (tenant[0], local_path(request.args.get("next"))),
+        relay_state = local_path(request.args.get("next"))
+        binding, redirect_url, post_url, saml_request = conn.execute(
+            """SELECT binding, redirect_url, post_url, saml_request
+                 FROM saml_jit_authn_request(%s, relay_state => %s)""",
+            (tenant[0], relay_state),
         ).fetchone()
-    return redirect(row[0])
+    if binding == "post":
+        # An IdP with only an HTTP-POST SSO endpoint: the browser posts the
+        # request itself (an auto-submitting form).
+        return render_template(
+            "post.html", url=post_url, saml_request=saml_request, relay_state=relay_state
+        )
+    return redirect(redirect_url)
 
 
 # What a person is told for the refusals they can do something about; the

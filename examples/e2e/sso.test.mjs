@@ -40,7 +40,10 @@ async function startSso(email, idpUrl) {
   await page.goto(`${APP_URL}/`);
   await page.fill('#email', email);
   await page.click('#sso');
-  await page.waitForURL(`${idpUrl}/sso/redirect?**`);
+  // Example Corp's IdP takes the request by HTTP-Redirect; Globex's has
+  // only an HTTP-POST endpoint, which the app's auto-submitting form posts to.
+  await page.waitForURL((url) => url.href.startsWith(`${idpUrl}/sso/`));
+  await page.waitForSelector('#username');
 }
 
 // Signs in at the IdP's form; the browser ends on the app's answer.
@@ -225,7 +228,10 @@ describe('SP-initiated SSO through the example app', () => {
 
   test("another customer's IdP with the same NameID gets a separate account", async () => {
     // Globex's IdP says NameID u-10815 too: users are keyed by (IdP, subject),
-    // so this is a new user, and Ada's account is untouched.
+    // so this is a new user, and Ada's account is untouched. Its metadata
+    // offers only an HTTP-POST SSO endpoint: the request was posted.
+    await startSso('hank@globex.example', IDP2_URL);
+    assert.equal(page.url(), `${IDP2_URL}/sso/post`, 'the AuthnRequest went by HTTP-POST');
     await signIn('hank@globex.example', 'hank', 'globex rules', IDP2_URL);
     assert.equal(page.url(), `${APP_URL}/profile`);
     assert.match(await page.locator('#action').innerText(), /account created/);

@@ -6,6 +6,7 @@ would answer the example application.
                          saml_jit_import_idp_metadata)
     GET  /sso/redirect   the HTTP-Redirect SSO endpoint: parses the
                          AuthnRequest and shows the login form
+    POST /sso/post       the same for HTTP-POST, instead (--post-only)
     POST /sso/login      checks the password, answers the request with a
                          signed Response through an auto-submitting HTTP-POST
                          form to the SP's ACS
@@ -45,8 +46,12 @@ PAGE = """<!doctype html>
 
 
 class IdP:
-    def __init__(self, name, base_url, key, cert, users_file, sp_metadata_url):
+    def __init__(self, name, base_url, key, cert, users_file, sp_metadata_url, post_only=False):
         self.name = name
+        # The SSO endpoint: HTTP-Redirect, or (like several IdP products)
+        # only HTTP-POST.
+        self.sso_path = "/sso/post" if post_only else "/sso/redirect"
+        self.sso_binding = BINDING_HTTP_POST if post_only else BINDING_HTTP_REDIRECT
         self.base_url = base_url.rstrip("/")
         self.entity_id = self.base_url + "/metadata"
         self.key, self.cert = key, cert
@@ -65,7 +70,7 @@ class IdP:
                         "name": self.name,
                         "endpoints": {
                             "single_sign_on_service": [
-                                (self.base_url + "/sso/redirect", BINDING_HTTP_REDIRECT)
+                                (self.base_url + self.sso_path, self.sso_binding)
                             ]
                         },
                         "name_id_format": [NAMEID_FORMAT_PERSISTENT],
@@ -107,7 +112,7 @@ class IdP:
     # -- pages ---------------------------------------------------------------
 
     def login_form(self, saml_request, relay_state, error=None, username=""):
-        request = self.server().parse_authn_request(saml_request, BINDING_HTTP_REDIRECT)
+        request = self.server().parse_authn_request(saml_request, self.sso_binding)
         sp = html.escape(request.message.issuer.text)
         body = (
             f"<h1>Sign in to {html.escape(self.name)}</h1>"
@@ -131,7 +136,7 @@ class IdP:
         if user is None or user["password"] != password:
             return None
         server = self.server()
-        request = server.parse_authn_request(saml_request, BINDING_HTTP_REDIRECT)
+        request = server.parse_authn_request(saml_request, self.sso_binding)
         args = server.response_args(request.message, [BINDING_HTTP_POST])
         response = server.create_authn_response(
             identity=user["attributes"],
@@ -170,8 +175,12 @@ class IdP:
         try:
             if method == "GET" and path == "/metadata":
                 return reply("200 OK", self.metadata(), "application/samlmetadata+xml")
-            if method == "GET" and path == "/sso/redirect":
-                q = parse_qs(environ.get("QUERY_STRING", ""))
+            if path == self.sso_path and method == ("POST" if self.sso_path == "/sso/post" else "GET"):
+                if method == "POST":
+                    size = int(environ.get("CONTENT_LENGTH") or 0)
+                    q = parse_qs(environ["wsgi.input"].read(size).decode("utf-8"))
+                else:
+                    q = parse_qs(environ.get("QUERY_STRING", ""))
                 if "SAMLRequest" not in q:
                     return reply("400 Bad Request", PAGE.format(title="Error", body="<p>No SAMLRequest.</p>"))
                 return reply("200 OK", self.login_form(q["SAMLRequest"][0], q.get("RelayState", [""])[0]))
@@ -206,8 +215,9 @@ def main():
     p.add_argument("--cert", required=True)
     p.add_argument("--users", required=True, help="users JSON file, reread on every login")
     p.add_argument("--sp-metadata-url", required=True)
+    p.add_argument("--post-only", action="store_true", help="offer only an HTTP-POST SSO endpoint")
     a = p.parse_args()
-    idp = IdP(a.name, a.base_url, a.key, a.cert, a.users, a.sp_metadata_url)
+    idp = IdP(a.name, a.base_url, a.key, a.cert, a.users, a.sp_metadata_url, a.post_only)
     with make_server(a.listen, a.port, idp, handler_class=QuietHandler) as httpd:
         print(f"idp: listening on {a.base_url}", flush=True)
         httpd.serve_forever()
