@@ -288,7 +288,7 @@ BEGIN
 END
 $$;
 
--- Three functions get a new row type or arguments below, so they are
+-- Four functions get a new row type or arguments below, so they are
 -- dropped and created again; the EXECUTE grants an administrator gave them
 -- are kept (read before the DROP, given again after).
 SELECT set_config('saml_jit_upgrade.purge_acl',
@@ -297,6 +297,9 @@ SELECT set_config('saml_jit_upgrade.purge_acl',
        set_config('saml_jit_upgrade.login_acl',
                   coalesce((SELECT proacl::text FROM pg_catalog.pg_proc
                              WHERE oid = '@extschema@.saml_jit_login(text, text, inet)'::regprocedure), '{}'), true),
+       set_config('saml_jit_upgrade.set_sp_key_acl',
+                  coalesce((SELECT proacl::text FROM pg_catalog.pg_proc
+                             WHERE oid = '@extschema@.saml_jit_set_sp_key(text, text, text)'::regprocedure), '{}'), true),
        set_config('saml_jit_upgrade.authn_request_acl',
                   coalesce((SELECT proacl::text FROM pg_catalog.pg_proc
                              WHERE oid = '@extschema@.saml_jit_authn_request(text, text)'::regprocedure), '{}'), true);
@@ -379,6 +382,78 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c AS 'MODULE_PATHNAME', 'saml_jit_authn_request_wrapper';
 REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_authn_request(text, text, text, boolean, boolean) FROM PUBLIC;
 
+-- SP key rollover: a next and a previous key pair beside the current one.
+ALTER TABLE saml_jit.sp_key DROP CONSTRAINT sp_key_pkey;
+ALTER TABLE saml_jit.sp_key
+    ADD COLUMN state text NOT NULL DEFAULT 'current'
+        CONSTRAINT sp_key_state_known CHECK (state IN ('current', 'next', 'previous')),
+    ADD PRIMARY KEY (sp_id, state);
+COMMENT ON TABLE saml_jit.sp_key IS 'the SP private keys (secret: owner only) and their certificates';
+DROP FUNCTION @extschema@.saml_jit_set_sp_key(text, text, text);
+CREATE FUNCTION @extschema@."saml_jit_set_sp_key"(
+	"sp_entity_id" TEXT,
+	"private_key" TEXT,
+	"certificate" TEXT DEFAULT NULL,
+	"next" bool DEFAULT false
+) RETURNS void
+VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c AS 'MODULE_PATHNAME', 'saml_jit_set_sp_key_wrapper';
+REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_set_sp_key(text, text, text, boolean) FROM PUBLIC;
+
+-- SP key rollover, after saml_jit_set_sp_key(..., next => true) stored the
+-- next key pair and the IdPs had time to learn its certificate from the SP
+-- metadata: the next pair becomes current (it signs, and is published first);
+-- the current one becomes previous and still decrypts until it is retired.
+CREATE FUNCTION @extschema@.saml_jit_promote_sp_key(sp_entity_id text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    sp bigint;
+    promoted text;
+BEGIN
+    SELECT s.id INTO sp FROM saml_jit.service_provider s WHERE s.entity_id = saml_jit_promote_sp_key.sp_entity_id;
+    IF sp IS NULL THEN
+        RAISE EXCEPTION 'unknown service provider %', quote_literal(sp_entity_id)
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF NOT EXISTS (SELECT FROM saml_jit.sp_key k WHERE k.sp_id = sp AND k.state = 'next') THEN
+        RAISE EXCEPTION 'the service provider % has no next key to promote', quote_literal(sp_entity_id)
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Store one first with saml_jit_set_sp_key(sp_entity_id, private_key, certificate, next => true).';
+    END IF;
+    DELETE FROM saml_jit.sp_key k WHERE k.sp_id = sp AND k.state = 'previous';
+    UPDATE saml_jit.sp_key k SET state = 'previous', updated_at = now() WHERE k.sp_id = sp AND k.state = 'current';
+    UPDATE saml_jit.sp_key k SET state = 'current', updated_at = now() WHERE k.sp_id = sp AND k.state = 'next'
+    RETURNING k.fingerprint_sha256 INTO promoted;
+    INSERT INTO saml_jit.audit_log (event, detail)
+    VALUES ('configured', jsonb_build_object('via', 'saml_jit_promote_sp_key', 'sp_entity_id', sp_entity_id,
+                                             'current_fingerprint_sha256', promoted));
+END
+$$;
+
+-- Ends the rollover: the previous key pair no longer decrypts anything.
+-- True when there was one to retire.
+CREATE FUNCTION @extschema@.saml_jit_retire_sp_key(sp_entity_id text) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    retired text;
+BEGIN
+    DELETE FROM saml_jit.sp_key k
+     USING saml_jit.service_provider s
+     WHERE k.sp_id = s.id AND s.entity_id = saml_jit_retire_sp_key.sp_entity_id AND k.state = 'previous'
+    RETURNING k.fingerprint_sha256 INTO retired;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    INSERT INTO saml_jit.audit_log (event, detail)
+    VALUES ('configured', jsonb_build_object('via', 'saml_jit_retire_sp_key', 'sp_entity_id', sp_entity_id,
+                                             'retired_fingerprint_sha256', retired));
+    RETURN true;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_promote_sp_key(text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_retire_sp_key(text) FROM PUBLIC;
+
 DO $$
 DECLARE
     f record;
@@ -389,6 +464,9 @@ BEGIN
              UNION ALL
              SELECT '@extschema@.saml_jit_login(text, text, inet)'::regprocedure,
                     current_setting('saml_jit_upgrade.login_acl')::aclitem[]
+             UNION ALL
+             SELECT '@extschema@.saml_jit_set_sp_key(text, text, text, boolean)'::regprocedure,
+                    current_setting('saml_jit_upgrade.set_sp_key_acl')::aclitem[]
              UNION ALL
              SELECT '@extschema@.saml_jit_authn_request(text, text, text, boolean, boolean)'::regprocedure,
                     current_setting('saml_jit_upgrade.authn_request_acl')::aclitem[] LOOP

@@ -25,14 +25,20 @@ COMMENT ON TABLE saml_jit.service_provider IS
 -- AuthnRequests). Only the owner can read it: the schema is closed to PUBLIC
 -- and no grant ever includes this table.
 CREATE TABLE saml_jit.sp_key (
-    sp_id                bigint PRIMARY KEY REFERENCES saml_jit.service_provider (id) ON DELETE CASCADE,
+    sp_id                bigint REFERENCES saml_jit.service_provider (id) ON DELETE CASCADE,
+    -- Key rollover: the current pair signs and decrypts; a next pair is
+    -- published and decrypts before it becomes current; the previous pair
+    -- still decrypts until it is retired.
+    state                text NOT NULL DEFAULT 'current'
+                         CONSTRAINT sp_key_state_known CHECK (state IN ('current', 'next', 'previous')),
     private_key          text NOT NULL,
     certificate          text,
     fingerprint_sha256   text,
     not_after            timestamptz,
-    updated_at           timestamptz NOT NULL DEFAULT now()
+    updated_at           timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (sp_id, state)
 );
-COMMENT ON TABLE saml_jit.sp_key IS 'the SP private key (secret: owner only) and its certificate';
+COMMENT ON TABLE saml_jit.sp_key IS 'the SP private keys (secret: owner only) and their certificates';
 
 -- A trusted identity provider and its per-IdP policy (changed with plain UPDATE).
 CREATE TABLE saml_jit.identity_provider (

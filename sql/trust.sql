@@ -148,3 +148,56 @@ $$;
 REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_add_sp(text, text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_add_idp(text, text, text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_add_idp_certificate(text, text) FROM PUBLIC;
+
+-- SP key rollover, after saml_jit_set_sp_key(..., next => true) stored the
+-- next key pair and the IdPs had time to learn its certificate from the SP
+-- metadata: the next pair becomes current (it signs, and is published first);
+-- the current one becomes previous and still decrypts until it is retired.
+CREATE FUNCTION @extschema@.saml_jit_promote_sp_key(sp_entity_id text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    sp bigint;
+    promoted text;
+BEGIN
+    SELECT s.id INTO sp FROM saml_jit.service_provider s WHERE s.entity_id = saml_jit_promote_sp_key.sp_entity_id;
+    IF sp IS NULL THEN
+        RAISE EXCEPTION 'unknown service provider %', quote_literal(sp_entity_id)
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF NOT EXISTS (SELECT FROM saml_jit.sp_key k WHERE k.sp_id = sp AND k.state = 'next') THEN
+        RAISE EXCEPTION 'the service provider % has no next key to promote', quote_literal(sp_entity_id)
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Store one first with saml_jit_set_sp_key(sp_entity_id, private_key, certificate, next => true).';
+    END IF;
+    DELETE FROM saml_jit.sp_key k WHERE k.sp_id = sp AND k.state = 'previous';
+    UPDATE saml_jit.sp_key k SET state = 'previous', updated_at = now() WHERE k.sp_id = sp AND k.state = 'current';
+    UPDATE saml_jit.sp_key k SET state = 'current', updated_at = now() WHERE k.sp_id = sp AND k.state = 'next'
+    RETURNING k.fingerprint_sha256 INTO promoted;
+    INSERT INTO saml_jit.audit_log (event, detail)
+    VALUES ('configured', jsonb_build_object('via', 'saml_jit_promote_sp_key', 'sp_entity_id', sp_entity_id,
+                                             'current_fingerprint_sha256', promoted));
+END
+$$;
+
+-- Ends the rollover: the previous key pair no longer decrypts anything.
+-- True when there was one to retire.
+CREATE FUNCTION @extschema@.saml_jit_retire_sp_key(sp_entity_id text) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    retired text;
+BEGIN
+    DELETE FROM saml_jit.sp_key k
+     USING saml_jit.service_provider s
+     WHERE k.sp_id = s.id AND s.entity_id = saml_jit_retire_sp_key.sp_entity_id AND k.state = 'previous'
+    RETURNING k.fingerprint_sha256 INTO retired;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    INSERT INTO saml_jit.audit_log (event, detail)
+    VALUES ('configured', jsonb_build_object('via', 'saml_jit_retire_sp_key', 'sp_entity_id', sp_entity_id,
+                                             'retired_fingerprint_sha256', retired));
+    RETURN true;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_promote_sp_key(text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_retire_sp_key(text) FROM PUBLIC;

@@ -35,7 +35,7 @@ const TARGET: &str = "
            (extract(epoch FROM i.request_ttl) * 1000000)::bigint
       FROM saml_jit.identity_provider i
       JOIN saml_jit.service_provider sp ON sp.id = i.sp_id
-      LEFT JOIN saml_jit.sp_key k ON k.sp_id = sp.id
+      LEFT JOIN saml_jit.sp_key k ON k.sp_id = sp.id AND k.state = 'current'
      WHERE i.entity_id = $1";
 
 fn target(idp_entity_id: &str) -> Result<Option<Target>, pgrx::spi::SpiError> {

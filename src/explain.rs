@@ -135,7 +135,9 @@ fn explain(response: &str, in_response_to: Option<&str>) -> pgrx::spi::SpiResult
         format!("{} active signing certificate(s) will be tried", keys.len()),
     );
     let sp_key = if incoming.is_encrypted() {
-        store::sp_private_key(idp.sp_id)?.and_then(|pem| SpKey::from_pem(&pem).ok())
+        Some(store::sp_private_keys(idp.sp_id)?)
+            .filter(|pems| !pems.is_empty())
+            .and_then(|pems| SpKey::from_pems(&pems).ok())
     } else {
         None
     };

@@ -50,8 +50,12 @@ fn saml_jit_parse_idp_metadata(
 fn saml_jit_sp_metadata_text(sp_entity_id: default!(Option<&str>, "NULL")) -> String {
     let row = Spi::connect(|client| {
         let table = client.select(
-            "SELECT sp.entity_id, sp.acs_url, k.certificate, count(*) OVER ()
-               FROM saml_jit.service_provider sp LEFT JOIN saml_jit.sp_key k ON k.sp_id = sp.id
+            "SELECT sp.entity_id, sp.acs_url,
+                    (SELECT coalesce(array_agg(k.certificate ORDER BY k.state = 'current' DESC), '{}')
+                       FROM saml_jit.sp_key k
+                      WHERE k.sp_id = sp.id AND k.state IN ('current', 'next') AND k.certificate IS NOT NULL),
+                    count(*) OVER ()
+               FROM saml_jit.service_provider sp
               WHERE $1::text IS NULL OR sp.entity_id = $1",
             Some(2),
             &[sp_entity_id.into()],
@@ -61,7 +65,7 @@ fn saml_jit_sp_metadata_text(sp_entity_id: default!(Option<&str>, "NULL")) -> St
             rows.push((
                 r.get::<String>(1)?.unwrap_or_default(),
                 r.get::<String>(2)?.unwrap_or_default(),
-                r.get::<String>(3)?,
+                r.get::<Vec<String>>(3)?.unwrap_or_default(),
                 r.get::<i64>(4)?.unwrap_or(0),
             ));
         }
@@ -75,7 +79,7 @@ fn saml_jit_sp_metadata_text(sp_entity_id: default!(Option<&str>, "NULL")) -> St
             None,
         )
     });
-    let (entity_id, acs_url, certificate) = match row.as_slice() {
+    let (entity_id, acs_url, certificates) = match row.as_slice() {
         [(e, a, c, 1)] => (e.clone(), a.clone(), c.clone()),
         [] => raise(
             PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
@@ -93,15 +97,18 @@ fn saml_jit_sp_metadata_text(sp_entity_id: default!(Option<&str>, "NULL")) -> St
             Some("Pass sp_entity_id => '...'."),
         ),
     };
-    let cert_b64 = certificate.map(|pem| {
-        pem.lines()
-            .filter(|l| !l.starts_with("-----"))
-            .collect::<String>()
-    });
+    let certificates: Vec<String> = certificates
+        .iter()
+        .map(|pem| {
+            pem.lines()
+                .filter(|l| !l.starts_with("-----"))
+                .collect::<String>()
+        })
+        .collect();
     sp_metadata(&SpMetadata {
         entity_id: &entity_id,
         acs_url: &acs_url,
-        certificate: cert_b64.as_deref(),
+        certificates: &certificates,
     })
 }
 

@@ -53,13 +53,17 @@ fn saml_jit_certificate_info(
 }
 
 /// Installs (or replaces) the SP's private key, and optionally its
-/// certificate, after checking that they parse and belong together.
+/// certificate, after checking that they parse and belong together. With
+/// `next`, the key pair is stored beside the current one for a rollover:
+/// published in the SP metadata and used for decryption at once, made
+/// current by saml_jit_promote_sp_key.
 #[pg_extern(security_definer, volatile)]
 #[search_path(pg_catalog, pg_temp)]
 fn saml_jit_set_sp_key(
     sp_entity_id: &str,
     private_key: &str,
     certificate: default!(Option<&str>, "NULL"),
+    next: default!(bool, false),
 ) {
     let invalid = |msg: String| -> ! {
         raise(
@@ -100,9 +104,10 @@ fn saml_jit_set_sp_key(
         info
     });
     let stored = Spi::get_one_with_args::<i64>(
-        "INSERT INTO saml_jit.sp_key (sp_id, private_key, certificate, fingerprint_sha256, not_after)
-         SELECT sp.id, $2, $3, $4, $5 FROM saml_jit.service_provider sp WHERE sp.entity_id = $1
-         ON CONFLICT (sp_id) DO UPDATE SET private_key = EXCLUDED.private_key,
+        "INSERT INTO saml_jit.sp_key (sp_id, state, private_key, certificate, fingerprint_sha256, not_after)
+         SELECT sp.id, CASE WHEN $6 THEN 'next' ELSE 'current' END, $2, $3, $4, $5
+           FROM saml_jit.service_provider sp WHERE sp.entity_id = $1
+         ON CONFLICT (sp_id, state) DO UPDATE SET private_key = EXCLUDED.private_key,
                 certificate = EXCLUDED.certificate, fingerprint_sha256 = EXCLUDED.fingerprint_sha256,
                 not_after = EXCLUDED.not_after, updated_at = now()
          RETURNING sp_id",
@@ -112,6 +117,7 @@ fn saml_jit_set_sp_key(
             info.as_ref().map(|i| i.pem.clone()).into(),
             info.as_ref().map(|i| i.fingerprint_sha256.clone()).into(),
             info.as_ref().map(|i| timestamptz(i.not_after)).into(),
+            next.into(),
         ],
     );
     match stored {

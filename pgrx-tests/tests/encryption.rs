@@ -128,3 +128,119 @@ fn encrypted_ids_and_attributes_decrypt_inside_a_signed_assertion() {
         serde_json::json!(["hidden@example.com"])
     );
 }
+
+/// The SP key rolls over while logins keep working: a next key decrypts as
+/// soon as it is stored (and is published), promotion makes it current while
+/// the old one still decrypts, retirement ends the old one.
+#[test]
+fn the_sp_key_rolls_over_without_a_failed_login() {
+    let mut c = fresh_database("it_enc_rollover");
+    trust_demo_idp(&mut c);
+    install_sp_key(&mut c);
+    let to = |user: &str, cert: &str| {
+        let mut s = spec(user);
+        s["encrypt_for"] = json!(fixture(cert));
+        s
+    };
+    // "sp" is the old key pair, "other-idp" (any RSA pair) the new one.
+    let r = mint(&[
+        to("r1", "sp.crt"),
+        to("r2", "other-idp.crt"),
+        to("r3", "sp.crt"),
+        to("r4", "other-idp.crt"),
+        to("r5", "sp.crt"),
+        to("r6", "other-idp.crt"),
+        to("r7", "sp.crt"),
+    ]);
+    let published = |c: &mut Client| -> Vec<String> {
+        let xml: String = c
+            .query_one("SELECT saml_jit_sp_metadata()::text", &[])
+            .unwrap()
+            .get(0);
+        xml.split("<ds:X509Certificate>")
+            .skip(1)
+            .map(|p| p[..p.find("</ds:X509Certificate>").unwrap()].to_string())
+            .collect()
+    };
+    let body = |name: &str| -> String {
+        read_fixture(name)
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect()
+    };
+    let (old, new) = (body("sp.crt"), body("other-idp.crt"));
+    login(&mut c, &r[0], None).expect("the current key decrypts");
+    assert_rejected(login(&mut c, &r[1], None), "encrypted_unsupported");
+    assert_eq!(published(&mut c), vec![old.clone(), old.clone()]);
+
+    // The next key: published beside the current one, and decrypting at once.
+    c.execute(
+        "SELECT saml_jit_set_sp_key($1, $2, $3, next => true)",
+        &[
+            &SP,
+            &read_fixture("other-idp.key"),
+            &read_fixture("other-idp.crt"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        published(&mut c),
+        vec![old.clone(), old.clone(), new.clone(), new.clone()],
+        "current first (signing, encryption), then next"
+    );
+    login(&mut c, &r[2], None).expect("encrypted to the current key");
+    login(&mut c, &r[1], None).expect("encrypted to the next key");
+
+    // Promotion: the new key is current, the old one still decrypts.
+    c.batch_execute(&format!("SELECT saml_jit_promote_sp_key('{SP}')"))
+        .unwrap();
+    assert_eq!(published(&mut c), vec![new.clone(), new.clone()]);
+    login(&mut c, &r[3], None).expect("encrypted to the new current key");
+    login(&mut c, &r[4], None).expect("encrypted to the previous key, during the overlap");
+    // Requests are signed with the current key now.
+    c.batch_execute(
+        "UPDATE saml_jit.identity_provider SET sso_url_post = 'https://idp.test.example/sso',
+                sign_authn_requests = true",
+    )
+    .unwrap();
+    let form: String = c
+        .query_one(
+            "SELECT saml_request FROM saml_jit_authn_request($1, binding => 'post')",
+            &[&IDP],
+        )
+        .unwrap()
+        .get(0);
+    let request = String::from_utf8(
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, form).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        request.contains(&new),
+        "KeyInfo carries the new certificate"
+    );
+
+    // Retirement: the old key decrypts nothing any more.
+    assert!(c
+        .query_one("SELECT saml_jit_retire_sp_key($1)", &[&SP])
+        .unwrap()
+        .get::<_, bool>(0));
+    assert!(!c
+        .query_one("SELECT saml_jit_retire_sp_key($1)", &[&SP])
+        .unwrap()
+        .get::<_, bool>(0));
+    login(&mut c, &r[5], None).expect("encrypted to the current key");
+    assert_rejected(login(&mut c, &r[6], None), "encrypted_unsupported");
+    let err = c
+        .batch_execute(&format!("SELECT saml_jit_promote_sp_key('{SP}')"))
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "55000", "nothing to promote");
+    let audited: i64 = c
+        .query_one(
+            "SELECT count(*) FROM saml_jit.audit_log WHERE event = 'configured'
+                AND detail ->> 'via' IN ('saml_jit_promote_sp_key', 'saml_jit_retire_sp_key')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(audited, 2);
+}

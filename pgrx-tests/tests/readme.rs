@@ -106,6 +106,8 @@ fn every_sql_block_of_the_readme_runs() {
         ("next_idp_cert", read_fixture("other-idp.crt")),
         ("sp_key", read_fixture("sp.key")),
         ("sp_cert", read_fixture("sp.crt")),
+        ("next_sp_key", read_fixture("other-idp.key")),
+        ("next_sp_cert", read_fixture("other-idp.crt")),
         ("saml_response", acme_response()),
         ("next_saml_response", acme_response()),
         ("idp_metadata", read_fixture("metadata/okta.xml")),
@@ -165,16 +167,25 @@ fn every_sql_block_of_the_readme_runs() {
         ),
         ("developer", true)
     );
-    for (event, n) in [("logout", 1i64)] {
-        let got: i64 = app
-            .query_one(
-                "SELECT count(*) FROM saml_jit.audit_log WHERE event = $1",
-                &[&event],
-            )
-            .unwrap()
-            .get(0);
-        assert_eq!(got, n, "{event} rows");
-    }
+    let logouts: i64 = app
+        .query_one(
+            "SELECT count(*) FROM saml_jit.audit_log WHERE event = 'logout'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(logouts, 1, "the sessions block ended one session");
+    let keys: Vec<String> = app
+        .query("SELECT state FROM saml_jit.sp_key ORDER BY state", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        keys,
+        ["current"],
+        "the README's rollover promoted and retired"
+    );
     let idps: i64 = app
         .query_one("SELECT count(*) FROM saml_jit.identity_provider", &[])
         .unwrap()

@@ -183,7 +183,9 @@ fn verify_signature(
     let idp = &snapshot.config;
     let keys = snapshot.trusted_keys(now);
     let sp_key = if incoming.is_encrypted() {
-        store::sp_private_key(idp.sp_id)?.and_then(|pem| SpKey::from_pem(&pem).ok())
+        Some(store::sp_private_keys(idp.sp_id)?)
+            .filter(|pems| !pems.is_empty())
+            .and_then(|pems| SpKey::from_pems(&pems).ok())
     } else {
         None
     };

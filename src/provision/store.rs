@@ -609,15 +609,19 @@ pub fn mapping_rules(idp_id: i64) -> SpiResult<Vec<MappingRule>> {
     })
 }
 
-/// The SP's private key (PEM), when one is installed.
-pub fn sp_private_key(sp_id: i64) -> SpiResult<Option<String>> {
-    Spi::get_one_with_args(
-        "SELECT private_key FROM saml_jit.sp_key WHERE sp_id = $1",
-        &[sp_id.into()],
-    )
-    .or_else(|e| match e {
-        pgrx::spi::SpiError::InvalidPosition => Ok(None),
-        e => Err(e),
+const SP_PRIVATE_KEYS: &str = "
+    SELECT private_key FROM saml_jit.sp_key WHERE sp_id = $1
+     ORDER BY state = 'current' DESC, state = 'next' DESC";
+
+/// The SP's private keys (PEM): the current one first, then during a key
+/// rollover the next and the previous one. Empty when none is installed.
+pub fn sp_private_keys(sp_id: i64) -> SpiResult<Vec<String>> {
+    Spi::connect(|client| {
+        let mut keys = Vec::new();
+        for row in plans::select(client, SP_PRIVATE_KEYS, None, &[sp_id.into()])? {
+            keys.extend(row.get::<String>(1)?);
+        }
+        Ok(keys)
     })
 }
 

@@ -57,19 +57,33 @@ const KEY_ALGORITHMS: &[&str] = &[
     "http://www.w3.org/2001/04/xmlenc#rsa-1_5",
 ];
 
-/// The SP's private key, loaded into xmlsec.
+/// The SP's private keys, loaded into xmlsec: the current one first, then,
+/// during a key rollover, the next one and the previous one, which still
+/// decrypt what IdPs encrypted to them.
 pub struct SpKey {
-    key: x::xmlSecKeyPtr,
+    keys: Vec<x::xmlSecKeyPtr>,
 }
 
 impl Drop for SpKey {
     fn drop(&mut self) {
-        // SAFETY: owned key, destroyed once.
-        unsafe { x::xmlSecKeyDestroy(self.key) }
+        for key in &self.keys {
+            // SAFETY: owned keys, each destroyed once.
+            unsafe { x::xmlSecKeyDestroy(*key) }
+        }
     }
 }
 
 impl SpKey {
+    /// Every key of `pems` (current first); Err when one cannot be loaded.
+    pub fn from_pems(pems: &[String]) -> Result<SpKey, String> {
+        let mut ring = SpKey { keys: Vec::new() };
+        for pem in pems {
+            let mut one = SpKey::from_pem(pem)?;
+            ring.keys.append(&mut one.keys);
+        }
+        Ok(ring)
+    }
+
     pub fn from_pem(pem: &str) -> Result<SpKey, String> {
         super::verify::init().map_err(|r| r.detail)?;
         // SAFETY: xmlsec copies the buffer.
@@ -86,12 +100,13 @@ impl SpKey {
         if key.is_null() {
             return Err("xmlsec could not load the SP private key".into());
         }
-        Ok(SpKey { key })
+        Ok(SpKey { keys: vec![key] })
     }
 
-    /// The key for an xmlsec context; it stays owned by `self`.
+    /// The current key, for an xmlsec signature context; it stays owned by
+    /// `self`.
     pub(crate) fn raw(&self) -> x::xmlSecKeyPtr {
-        self.key
+        self.keys[0]
     }
 }
 
@@ -131,7 +146,7 @@ fn check_algorithms(encrypted: Node) -> Result<Node, Reject> {
 pub fn failed() -> Reject {
     reject(
         Reason::EncryptedUnsupported,
-        "an encrypted element of the response could not be decrypted with this SP's private key \
+        "an encrypted element of the response could not be decrypted with this SP's private keys \
          (saml_jit_set_sp_key); check that the IdP encrypts for this SP's current certificate",
     )
 }
@@ -143,19 +158,30 @@ pub fn failed() -> Reject {
 /// told the same (same-document URIs only, one level of RetrievalMethod and
 /// EncryptedKey), so a message can never make the backend open a file or a
 /// socket, or block on one.
+/// Each of the SP's keys is tried in turn (a rollover keeps two or three);
+/// every failure gives the same answer.
 pub fn decrypt(doc: &Document, encrypted: Node, sp_key: &SpKey) -> Result<Vec<u8>, Reject> {
     let data = check_algorithms(encrypted)?;
     // Only inside the encrypted element may a RetrievalMethod find its key.
     encrypted.register_ids_named(doc, "Id");
+    sp_key
+        .keys
+        .iter()
+        .find_map(|key| decrypt_with(data, *key))
+        .ok_or_else(failed)
+}
+
+/// The plaintext of the EncryptedData `data` with one key, or None.
+fn decrypt_with(data: Node, sp_key: x::xmlSecKeyPtr) -> Option<Vec<u8>> {
     // SAFETY: the manager owns a duplicate of the key; both the manager and
     // the context are destroyed on every path; the result buffer belongs to
     // the context and is copied before it is destroyed.
     unsafe {
         let mngr = x::xmlSecKeysMngrCreate();
         if mngr.is_null() {
-            return Err(failed());
+            return None;
         }
-        let key = x::xmlSecKeyDuplicate(sp_key.key);
+        let key = x::xmlSecKeyDuplicate(sp_key);
         let ready: c_int = if key.is_null() || x::xmlSecOpenSSLAppDefaultKeysMngrInit(mngr) < 0 {
             -1
         } else {
@@ -163,7 +189,7 @@ pub fn decrypt(doc: &Document, encrypted: Node, sp_key: &SpKey) -> Result<Vec<u8
         };
         if ready < 0 {
             x::xmlSecKeysMngrDestroy(mngr);
-            return Err(failed());
+            return None;
         }
         let ctx = xmlSecEncCtxCreate(mngr);
         let plaintext = if ctx.is_null() || !confine(ctx, mngr) {
@@ -181,7 +207,7 @@ pub fn decrypt(doc: &Document, encrypted: Node, sp_key: &SpKey) -> Result<Vec<u8
             out
         };
         x::xmlSecKeysMngrDestroy(mngr);
-        plaintext.filter(|p| !p.is_empty()).ok_or_else(failed)
+        plaintext.filter(|p| !p.is_empty())
     }
 }
 

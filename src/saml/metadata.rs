@@ -130,8 +130,9 @@ fn collect_idps<'a>(
 pub struct SpMetadata<'a> {
     pub entity_id: &'a str,
     pub acs_url: &'a str,
-    /// Base64 DER of the SP certificate (advertised for encryption and signing).
-    pub certificate: Option<&'a str>,
+    /// Base64 DER of the SP certificates, current first, then the next one
+    /// during a key rollover (each advertised for signing and encryption).
+    pub certificates: &'a [String],
 }
 
 fn escape(v: &str) -> String {
@@ -143,7 +144,7 @@ fn escape(v: &str) -> String {
 
 pub fn sp_metadata(sp: &SpMetadata<'_>) -> String {
     let mut keys = String::new();
-    if let Some(cert) = sp.certificate {
+    for cert in sp.certificates {
         for usage in ["signing", "encryption"] {
             keys.push_str(&format!(
                 "<md:KeyDescriptor use=\"{usage}\"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert}\
@@ -160,7 +161,7 @@ pub fn sp_metadata(sp: &SpMetadata<'_>) -> String {
          <md:AssertionConsumerService Binding=\"{BINDING_POST}\" Location=\"{}\" index=\"0\" isDefault=\"true\"/>\
          </md:SPSSODescriptor></md:EntityDescriptor>",
         escape(sp.entity_id),
-        sp.certificate.is_some(),
+        !sp.certificates.is_empty(),
         escape(sp.acs_url),
     )
 }
