@@ -111,7 +111,14 @@ fn version_0_1_0_upgrades_in_place() {
         .unwrap();
     // Trust configuration seeded through 0.1.0's own API.
     trust_demo_idp(&mut c);
-    install_sp_key(&mut c);
+    // The SP key as 0.1.0 stored it (one row per SP). Its own function
+    // cannot be called here: 0.2.0's takes one more argument.
+    c.execute(
+        "INSERT INTO saml_jit.sp_key (sp_id, private_key, certificate)
+         SELECT id, $1, $2 FROM saml_jit.service_provider",
+        &[&read_fixture("sp.key"), &read_fixture("sp.crt")],
+    )
+    .unwrap();
     c.batch_execute(&format!(
         "SELECT saml_jit_add_idp_certificate('{IDP}', $cert${}$cert$);
          INSERT INTO saml_jit.attribute_mapping (attribute, target) VALUES ('title', 'title');
