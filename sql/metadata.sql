@@ -70,3 +70,54 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_import_idp_metadata(text, text, text) FROM PUBLIC;
+
+-- One metadata refresh of an IdP, as saml-jit-refresh-metadata reports it:
+-- the document it fetched from identity_provider.metadata_url, or the error
+-- that kept it from fetching one. The document is imported with the usual
+-- rollover rules (saml_jit_import_idp_metadata); whatever fails (fetch,
+-- parse, expired validUntil, another entity) is recorded on the IdP row and
+-- changes nothing else: its certificates stay as they were.
+CREATE FUNCTION @extschema@.saml_jit_refresh_idp_metadata(idp_entity_id text, metadata text,
+                                                         fetch_error text DEFAULT NULL)
+RETURNS TABLE (refreshed boolean, certificates_added integer, certificates_deactivated integer,
+               next_refresh timestamptz, error text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_variable
+DECLARE
+    the_idp bigint;
+    imported record;
+    cache interval;
+    problem text := fetch_error;
+BEGIN
+    SELECT i.id INTO the_idp FROM saml_jit.identity_provider i WHERE i.entity_id = idp_entity_id;
+    IF the_idp IS NULL THEN
+        RAISE EXCEPTION 'unknown identity provider %', quote_literal(idp_entity_id)
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF problem IS NULL THEN
+        BEGIN
+            SELECT m.cache_duration INTO cache
+              FROM @extschema@.saml_jit_parse_idp_metadata(metadata, idp_entity_id) m;
+            SELECT * INTO imported
+              FROM @extschema@.saml_jit_import_idp_metadata(metadata, entity_id => idp_entity_id);
+        EXCEPTION WHEN OTHERS THEN
+            problem := SQLERRM;
+        END;
+    END IF;
+    IF problem IS NOT NULL THEN
+        UPDATE saml_jit.identity_provider i SET metadata_refresh_error = problem WHERE i.id = the_idp;
+        INSERT INTO saml_jit.audit_log (event, idp_id, detail)
+        VALUES ('configured', the_idp, jsonb_build_object('via', 'saml_jit_refresh_idp_metadata',
+                                                          'refreshed', false, 'error', problem));
+        RETURN QUERY SELECT false, 0, 0, NULL::timestamptz, problem;
+        RETURN;
+    END IF;
+    UPDATE saml_jit.identity_provider i
+       SET metadata_refreshed_at = now(), metadata_refresh_error = NULL,
+           metadata_cache_until = now() + cache
+     WHERE i.id = the_idp;
+    RETURN QUERY SELECT true, imported.certificates_added, imported.certificates_deactivated,
+                        now() + cache, NULL::text;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_refresh_idp_metadata(text, text, text) FROM PUBLIC;

@@ -288,7 +288,7 @@ BEGIN
 END
 $$;
 
--- Four functions get a new row type or arguments below, so they are
+-- Five functions get a new row type or arguments below, so they are
 -- dropped and created again; the EXECUTE grants an administrator gave them
 -- are kept (read before the DROP, given again after).
 SELECT set_config('saml_jit_upgrade.purge_acl',
@@ -300,6 +300,9 @@ SELECT set_config('saml_jit_upgrade.purge_acl',
        set_config('saml_jit_upgrade.set_sp_key_acl',
                   coalesce((SELECT proacl::text FROM pg_catalog.pg_proc
                              WHERE oid = '@extschema@.saml_jit_set_sp_key(text, text, text)'::regprocedure), '{}'), true),
+       set_config('saml_jit_upgrade.parse_idp_metadata_acl',
+                  coalesce((SELECT proacl::text FROM pg_catalog.pg_proc
+                             WHERE oid = '@extschema@.saml_jit_parse_idp_metadata(text, text)'::regprocedure), '{}'), true),
        set_config('saml_jit_upgrade.authn_request_acl',
                   coalesce((SELECT proacl::text FROM pg_catalog.pg_proc
                              WHERE oid = '@extschema@.saml_jit_authn_request(text, text)'::regprocedure), '{}'), true);
@@ -454,6 +457,83 @@ $$;
 REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_promote_sp_key(text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_retire_sp_key(text) FROM PUBLIC;
 
+-- Metadata refresh: where an IdP publishes its metadata and how the last
+-- refresh went; the parser also reports cacheDuration.
+ALTER TABLE saml_jit.identity_provider
+    ADD COLUMN metadata_url text
+        CONSTRAINT identity_provider_metadata_url_http CHECK (metadata_url ~ '^https?://'),
+    ADD COLUMN metadata_refreshed_at timestamptz,
+    ADD COLUMN metadata_cache_until timestamptz,
+    ADD COLUMN metadata_refresh_error text;
+DROP FUNCTION @extschema@.saml_jit_parse_idp_metadata(text, text);
+CREATE FUNCTION @extschema@."saml_jit_parse_idp_metadata"(
+	"metadata" TEXT,
+	"entity_id" TEXT DEFAULT NULL
+) RETURNS TABLE (
+	"entity_id" TEXT,
+	"certificates" TEXT[],
+	"sso_url_redirect" TEXT,
+	"sso_url_post" TEXT,
+	"name_id_formats" TEXT[],
+	"valid_until" timestamp with time zone,
+	"want_authn_requests_signed" bool,
+	"cache_duration" interval
+)
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'saml_jit_parse_idp_metadata_wrapper';
+REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_parse_idp_metadata(text, text) FROM PUBLIC;
+
+-- One metadata refresh of an IdP, as saml-jit-refresh-metadata reports it:
+-- the document it fetched from identity_provider.metadata_url, or the error
+-- that kept it from fetching one. The document is imported with the usual
+-- rollover rules (saml_jit_import_idp_metadata); whatever fails (fetch,
+-- parse, expired validUntil, another entity) is recorded on the IdP row and
+-- changes nothing else: its certificates stay as they were.
+CREATE FUNCTION @extschema@.saml_jit_refresh_idp_metadata(idp_entity_id text, metadata text,
+                                                         fetch_error text DEFAULT NULL)
+RETURNS TABLE (refreshed boolean, certificates_added integer, certificates_deactivated integer,
+               next_refresh timestamptz, error text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_variable
+DECLARE
+    the_idp bigint;
+    imported record;
+    cache interval;
+    problem text := fetch_error;
+BEGIN
+    SELECT i.id INTO the_idp FROM saml_jit.identity_provider i WHERE i.entity_id = idp_entity_id;
+    IF the_idp IS NULL THEN
+        RAISE EXCEPTION 'unknown identity provider %', quote_literal(idp_entity_id)
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF problem IS NULL THEN
+        BEGIN
+            SELECT m.cache_duration INTO cache
+              FROM @extschema@.saml_jit_parse_idp_metadata(metadata, idp_entity_id) m;
+            SELECT * INTO imported
+              FROM @extschema@.saml_jit_import_idp_metadata(metadata, entity_id => idp_entity_id);
+        EXCEPTION WHEN OTHERS THEN
+            problem := SQLERRM;
+        END;
+    END IF;
+    IF problem IS NOT NULL THEN
+        UPDATE saml_jit.identity_provider i SET metadata_refresh_error = problem WHERE i.id = the_idp;
+        INSERT INTO saml_jit.audit_log (event, idp_id, detail)
+        VALUES ('configured', the_idp, jsonb_build_object('via', 'saml_jit_refresh_idp_metadata',
+                                                          'refreshed', false, 'error', problem));
+        RETURN QUERY SELECT false, 0, 0, NULL::timestamptz, problem;
+        RETURN;
+    END IF;
+    UPDATE saml_jit.identity_provider i
+       SET metadata_refreshed_at = now(), metadata_refresh_error = NULL,
+           metadata_cache_until = now() + cache
+     WHERE i.id = the_idp;
+    RETURN QUERY SELECT true, imported.certificates_added, imported.certificates_deactivated,
+                        now() + cache, NULL::text;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_refresh_idp_metadata(text, text, text) FROM PUBLIC;
+
 DO $$
 DECLARE
     f record;
@@ -464,6 +544,9 @@ BEGIN
              UNION ALL
              SELECT '@extschema@.saml_jit_login(text, text, inet)'::regprocedure,
                     current_setting('saml_jit_upgrade.login_acl')::aclitem[]
+             UNION ALL
+             SELECT '@extschema@.saml_jit_parse_idp_metadata(text, text)'::regprocedure,
+                    current_setting('saml_jit_upgrade.parse_idp_metadata_acl')::aclitem[]
              UNION ALL
              SELECT '@extschema@.saml_jit_set_sp_key(text, text, text, boolean)'::regprocedure,
                     current_setting('saml_jit_upgrade.set_sp_key_acl')::aclitem[]

@@ -92,6 +92,16 @@ CREATE TABLE saml_jit.identity_provider (
     name_id_formats             text[] NOT NULL DEFAULT '{}',
     metadata_valid_until        timestamptz,
     metadata_imported_at        timestamptz,
+    -- Metadata refresh (saml-jit-refresh-metadata): where the IdP publishes
+    -- its metadata, when it was last fetched and imported, until when that
+    -- copy may be used (cacheDuration), and the last failure (NULL after a
+    -- success). A failure never changes the IdP's certificates.
+    metadata_url                text
+                                CONSTRAINT identity_provider_metadata_url_http
+                                CHECK (metadata_url ~ '^https?://'),
+    metadata_refreshed_at       timestamptz,
+    metadata_cache_until        timestamptz,
+    metadata_refresh_error      text,
     -- Fitting the application's data model (sql/jit.sql checks them when written):
     -- its hook f(event jsonb) RETURNS void (NULL = the SP's), the e-mail
     -- domains this IdP may vouch for, and the groups that entitle a user.

@@ -7,7 +7,8 @@ use crate::pg::{raise, timestamptz};
 use crate::saml::metadata::{parse_idp_metadata, sp_metadata, SpMetadata};
 
 /// What an IdP's metadata says (nothing is stored): entity ID, signing
-/// certificates (base64 DER), SSO endpoints, NameID formats, validUntil.
+/// certificates (base64 DER), SSO endpoints, NameID formats, validUntil,
+/// cacheDuration.
 #[pg_extern(immutable, parallel_safe)]
 #[allow(clippy::type_complexity)]
 fn saml_jit_parse_idp_metadata(
@@ -23,6 +24,7 @@ fn saml_jit_parse_idp_metadata(
         name!(name_id_formats, Vec<String>),
         name!(valid_until, Option<TimestampWithTimeZone>),
         name!(want_authn_requests_signed, bool),
+        name!(cache_duration, Option<pgrx::datum::Interval>),
     ),
 > {
     let m = parse_idp_metadata(metadata, entity_id).unwrap_or_else(|problem| {
@@ -41,6 +43,8 @@ fn saml_jit_parse_idp_metadata(
         m.name_id_formats,
         m.valid_until.map(timestamptz),
         m.want_authn_requests_signed,
+        m.cache_duration
+            .map(|d| pgrx::datum::Interval::from_micros(d.num_microseconds().unwrap_or(i64::MAX))),
     ))
 }
 

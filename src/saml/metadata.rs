@@ -23,7 +23,86 @@ pub struct IdpMetadata {
     pub sso_post: Option<String>,
     pub name_id_formats: Vec<String>,
     pub valid_until: Option<DateTime<Utc>>,
+    /// The shortest cacheDuration that applies: how long a copy may be used
+    /// before it is fetched again.
+    pub cache_duration: Option<chrono::Duration>,
     pub want_authn_requests_signed: bool,
+}
+
+/// The time bounds an entity inherits from its own element and the
+/// EntitiesDescriptors around it: the earliest validUntil, the shortest
+/// cacheDuration.
+#[derive(Clone, Copy, Default)]
+struct Bounds {
+    valid_until: Option<DateTime<Utc>>,
+    cache_duration: Option<chrono::Duration>,
+}
+
+impl Bounds {
+    fn within(self, el: &Element) -> Bounds {
+        Bounds {
+            valid_until: earliest(
+                self.valid_until,
+                el.attr("validUntil").and_then(|v| parse_instant(v).ok()),
+            ),
+            cache_duration: earliest(
+                self.cache_duration,
+                el.attr("cacheDuration").and_then(parse_duration),
+            ),
+        }
+    }
+}
+
+/// The smaller of two optional values, or the one that is there.
+fn earliest<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// An xs:duration such as `PT6H` or `P1DT12H30M`; years and months count as
+/// 365 and 30 days. None for a negative or unreadable one (ignored, as the
+/// attribute is optional).
+pub fn parse_duration(text: &str) -> Option<chrono::Duration> {
+    let rest = super::text::xml_trim(text).strip_prefix('P')?;
+    let (date, time) = match rest.split_once('T') {
+        Some((d, t)) if !t.is_empty() => (d, Some(t)),
+        Some(_) => return None,
+        None => (rest, None),
+    };
+    let mut seconds = 0f64;
+    let mut any = false;
+    let mut take = |part: &str, units: &[(char, f64)], fractions: bool| -> Option<()> {
+        let mut number = String::new();
+        let mut unit_index = 0;
+        for c in part.chars() {
+            if c.is_ascii_digit() || (fractions && c == '.') {
+                number.push(c);
+                continue;
+            }
+            let at = units[unit_index..].iter().position(|(u, _)| *u == c)? + unit_index;
+            if number.is_empty() || (number.contains('.') && c != 'S') {
+                return None;
+            }
+            seconds += number.parse::<f64>().ok()? * units[at].1;
+            any = true;
+            number.clear();
+            unit_index = at + 1;
+        }
+        number.is_empty().then_some(())
+    };
+    const DAY: f64 = 86_400.0;
+    take(
+        date,
+        &[('Y', 365.0 * DAY), ('M', 30.0 * DAY), ('D', DAY)],
+        false,
+    )?;
+    if let Some(time) = time {
+        take(time, &[('H', 3600.0), ('M', 60.0), ('S', 1.0)], true)?;
+    }
+    (any && seconds.is_finite() && seconds < 1e12)
+        .then(|| chrono::Duration::milliseconds((seconds * 1000.0) as i64))
 }
 
 /// Reads IdP metadata; `entity_id` picks one entity out of an
@@ -33,7 +112,7 @@ pub fn parse_idp_metadata(xml: &str, entity_id: Option<&str>) -> Result<IdpMetad
         .map_err(|r| format!("the metadata is not acceptable XML: {}", r.detail))?;
     let root = Element::parse(xml.as_bytes()).map_err(|r| r.detail)?;
     let mut candidates = Vec::new();
-    collect_idps(&root, None, &mut candidates);
+    collect_idps(&root, Bounds::default(), &mut candidates);
     let chosen = match (entity_id, candidates.as_slice()) {
         (Some(want), _) => candidates
             .iter()
@@ -51,7 +130,7 @@ pub fn parse_idp_metadata(xml: &str, entity_id: Option<&str>) -> Result<IdpMetad
             ))
         }
     };
-    let (entity, valid_until) = chosen;
+    let (entity, bounds) = chosen;
     let idp = entity
         .child(NS_MD, "IDPSSODescriptor")
         .expect("collected for it");
@@ -87,7 +166,8 @@ pub fn parse_idp_metadata(xml: &str, entity_id: Option<&str>) -> Result<IdpMetad
             .children_named(NS_MD, "NameIDFormat")
             .map(|n| super::text::xml_trim(&n.text).to_string())
             .collect(),
-        valid_until: *valid_until,
+        valid_until: bounds.valid_until,
+        cache_duration: bounds.cache_duration,
         want_authn_requests_signed: matches!(
             idp.attr("WantAuthnRequestsSigned"),
             Some("true" | "1")
@@ -95,7 +175,7 @@ pub fn parse_idp_metadata(xml: &str, entity_id: Option<&str>) -> Result<IdpMetad
     })
 }
 
-fn names(candidates: &[(&Element, Option<DateTime<Utc>>)]) -> String {
+fn names(candidates: &[(&Element, Bounds)]) -> String {
     candidates
         .iter()
         .map(|(e, _)| e.attr("entityID").unwrap_or("?"))
@@ -103,25 +183,17 @@ fn names(candidates: &[(&Element, Option<DateTime<Utc>>)]) -> String {
         .join(", ")
 }
 
-/// EntityDescriptors with an IDPSSODescriptor, with the earliest validUntil
-/// that applies to each (an EntitiesDescriptor's bounds its children).
-fn collect_idps<'a>(
-    el: &'a Element,
-    inherited: Option<DateTime<Utc>>,
-    out: &mut Vec<(&'a Element, Option<DateTime<Utc>>)>,
-) {
-    let own = el.attr("validUntil").and_then(|v| parse_instant(v).ok());
-    let valid_until = match (inherited, own) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
+/// EntityDescriptors with an IDPSSODescriptor, with the bounds that apply to
+/// each (an EntitiesDescriptor's bound its children).
+fn collect_idps<'a>(el: &'a Element, inherited: Bounds, out: &mut Vec<(&'a Element, Bounds)>) {
+    let bounds = inherited.within(el);
     if el.is(NS_MD, "EntityDescriptor") {
         if el.child(NS_MD, "IDPSSODescriptor").is_some() {
-            out.push((el, valid_until));
+            out.push((el, bounds));
         }
     } else if el.is(NS_MD, "EntitiesDescriptor") {
         for child in &el.children {
-            collect_idps(child, valid_until, out);
+            collect_idps(child, bounds, out);
         }
     }
 }
@@ -169,6 +241,24 @@ pub fn sp_metadata(sp: &SpMetadata<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_as_xs_duration() {
+        let secs = |t: &str| parse_duration(t).map(|d| d.num_seconds());
+        assert_eq!(secs("PT6H"), Some(21_600));
+        assert_eq!(secs("P1DT12H30M"), Some(86_400 + 12 * 3600 + 1800));
+        assert_eq!(
+            secs("PT1.5S").map(|_| parse_duration("PT1.5S").unwrap().num_milliseconds()),
+            Some(1500)
+        );
+        assert_eq!(secs("P1Y"), Some(365 * 86_400));
+        assert_eq!(secs(" P2M "), Some(60 * 86_400));
+        for bad in [
+            "", "P", "PT", "6H", "-PT6H", "PT6", "P1H", "PTH", "P1.5D", "PT1M2H", "P1D1D",
+        ] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+    }
 
     const TWO: &str = r#"<md:EntitiesDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" validUntil="2030-01-01T00:00:00Z">
       <md:EntityDescriptor entityID="https://a/" validUntil="2029-01-01T00:00:00Z"><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">
