@@ -534,6 +534,27 @@ END
 $$;
 REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_refresh_idp_metadata(text, text, text) FROM PUBLIC;
 
+-- The IdPs saml-jit-refresh-metadata should fetch now: those with a
+-- metadata_url whose copy is past its cacheDuration (or has none), whose
+-- validUntil is less than a day away, or whose last refresh failed; with
+-- `force`, all of them; `entity_ids` restricts to these IdPs. SECURITY
+-- DEFINER, so the command's role needs EXECUTE on this function and on
+-- saml_jit_refresh_idp_metadata, nothing else.
+CREATE FUNCTION @extschema@.saml_jit_metadata_refresh_due(force boolean DEFAULT false, entity_ids text[] DEFAULT '{}')
+RETURNS TABLE (idp_entity_id text, metadata_url text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT i.entity_id, i.metadata_url
+      FROM saml_jit.identity_provider i
+     WHERE i.metadata_url IS NOT NULL
+       AND (cardinality(entity_ids) = 0 OR i.entity_id = ANY (entity_ids))
+       AND (force
+            OR i.metadata_cache_until IS NULL OR i.metadata_cache_until <= now()
+            OR i.metadata_valid_until <= now() + interval '1 day'
+            OR i.metadata_refresh_error IS NOT NULL)
+     ORDER BY i.entity_id
+$$;
+REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_metadata_refresh_due(boolean, text[]) FROM PUBLIC;
+
 DO $$
 DECLARE
     f record;

@@ -94,6 +94,7 @@ fn every_sql_block_of_the_readme_runs() {
     for statement in [
         "DROP DATABASE IF EXISTS app WITH (FORCE)",
         "DROP ROLE IF EXISTS app_backend",
+        "DROP ROLE IF EXISTS saml_refresh",
         "CREATE DATABASE app",
         "CREATE EXTENSION IF NOT EXISTS pg_cron",
         "SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = 'saml_jit-deprovision'",
