@@ -199,7 +199,13 @@ fn a_crash_in_the_middle_of_logins_leaves_no_partial_state() {
                 let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
                 let mut done = 0usize;
                 for r in responses.iter().skip(w).step_by(sessions) {
-                    match c.query_one("SELECT user_id FROM saml_jit_login($1)", &[r]) {
+                    // The short sleep keeps each transaction open a moment
+                    // after its login wrote, so the kill below always finds
+                    // logins in flight however fast they are.
+                    match c.query_one(
+                        "SELECT user_id FROM saml_jit_login($1) CROSS JOIN pg_sleep(0.01)",
+                        &[r],
+                    ) {
                         Ok(_) => done += 1,
                         Err(_) => break,
                     }
@@ -208,16 +214,28 @@ fn a_crash_in_the_middle_of_logins_leaves_no_partial_state() {
             })
         })
         .collect();
-    // Let the logins run, then kill one backend the hard way.
-    std::thread::sleep(Duration::from_millis(700));
-    let victim: i32 = c
-        .query_one(
-            "SELECT pid FROM pg_stat_activity WHERE datname = 'it_res_crash'
-               AND pid <> pg_backend_pid() AND query LIKE '%saml_jit_login%' LIMIT 1",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    // Let the logins run (some have committed), then kill one backend that
+    // is inside a login transaction, the hard way.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let victim: i32 = loop {
+        let committed: i64 = c
+            .query_one("SELECT count(*) FROM saml_jit.users", &[])
+            .unwrap()
+            .get(0);
+        let busy = c
+            .query_opt(
+                "SELECT pid FROM pg_stat_activity WHERE datname = 'it_res_crash'
+                   AND pid <> pg_backend_pid() AND state = 'active'
+                   AND query LIKE '%saml_jit_login%' LIMIT 1",
+                &[],
+            )
+            .unwrap();
+        match busy {
+            Some(row) if committed >= 20 => break row.get(0),
+            _ if Instant::now() >= deadline => panic!("no login in flight to interrupt"),
+            _ => std::thread::sleep(Duration::from_millis(10)),
+        }
+    };
     let killed = std::process::Command::new("kill")
         .args(["-9", &victim.to_string()])
         .status()
