@@ -57,8 +57,9 @@ COMMENT ON TABLE saml_jit.session IS
 SELECT pg_catalog.pg_extension_config_dump('saml_jit.session', '');
 
 -- A new audit event: an application ending a session (and, later, Single
--- Logout). NOT VALID first, so existing rows are checked without blocking
--- writers for the whole scan.
+-- Logout). The existing rows are checked once, by VALIDATE (the update holds
+-- the table's lock for its whole transaction either way; on a large audit
+-- log this scan is the slow part of the update).
 ALTER TABLE saml_jit.audit_log DROP CONSTRAINT audit_log_event_known;
 ALTER TABLE saml_jit.audit_log ADD CONSTRAINT audit_log_event_known CHECK (event IN (
     'login', 'created', 'updated', 'rejected', 'deprovisioned',
