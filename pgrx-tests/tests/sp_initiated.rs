@@ -166,6 +166,17 @@ fn signed_requests_verify_with_the_sp_certificate() {
     login(&mut c, &answer, None).expect("answered");
 }
 
+/// The AuthnRequest of an HTTP-Redirect URL, inflated.
+fn redirected_xml(url: &str) -> String {
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(query_param(url, "SAMLRequest").unwrap())
+        .unwrap();
+    let mut xml = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::DeflateDecoder::new(&raw[..]), &mut xml)
+        .unwrap();
+    xml
+}
+
 /// The SAMLRequest form value of the HTTP-POST binding, as XML.
 fn posted_xml(saml_request: &str) -> String {
     String::from_utf8(
@@ -324,12 +335,7 @@ fn authn_request_options_reach_the_idp() {
         )
         .unwrap()
         .get(0);
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(query_param(&url, "SAMLRequest").unwrap())
-        .unwrap();
-    let mut xml = String::new();
-    std::io::Read::read_to_string(&mut flate2::read::DeflateDecoder::new(&raw[..]), &mut xml)
-        .unwrap();
+    let xml = redirected_xml(&url);
     for part in [
         " ForceAuthn=\"true\"",
         " IsPassive=\"true\"",
@@ -353,12 +359,7 @@ fn authn_request_options_reach_the_idp() {
         )
         .unwrap()
         .get(0);
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(query_param(&url, "SAMLRequest").unwrap())
-        .unwrap();
-    let mut xml = String::new();
-    std::io::Read::read_to_string(&mut flate2::read::DeflateDecoder::new(&raw[..]), &mut xml)
-        .unwrap();
+    let xml = redirected_xml(&url);
     assert!(
         xml.contains(" ForceAuthn=\"true\"") && !xml.contains("IsPassive"),
         "{xml}"
