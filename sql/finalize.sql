@@ -4,6 +4,8 @@ REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_login(text, text, inet) FROM PUB
 REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_set_sp_key(text, text, text, boolean) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_authn_request(text, text, text, boolean, boolean) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_explain(text, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_logout(text, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_logout_request(uuid, text) FROM PUBLIC;
 -- Helpers without side effects are owner-only too, so that the rule is simple:
 -- no saml_jit_* function is executable by PUBLIC.
 REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_certificate_info(text) FROM PUBLIC;

@@ -27,6 +27,7 @@ BEGIN
     GET DIAGNOSTICS replay_rows = ROW_COUNT;
     -- Requests nobody can answer any more (a day of grace for the audit trail).
     DELETE FROM saml_jit.authn_request WHERE expires_at < t - interval '1 day';
+    DELETE FROM saml_jit.logout_request WHERE expires_at < t - interval '1 day';
     DELETE FROM saml_jit.session
      WHERE ended_at < t - session_retention OR not_on_or_after < t - session_retention;
     GET DIAGNOSTICS session_rows = ROW_COUNT;

@@ -2,7 +2,7 @@
 
 -- Creates or updates an IdP from its metadata: every signing certificate is
 -- trusted (new ones added, ones the metadata no longer lists deactivated),
--- SSO endpoints, NameID formats and validUntil are recorded. Expired
+-- SSO and Single Logout endpoints, NameID formats and validUntil are recorded. Expired
 -- metadata, or metadata without a signing certificate, is refused.
 CREATE FUNCTION @extschema@.saml_jit_import_idp_metadata(metadata text, sp_entity_id text DEFAULT NULL,
                                                         entity_id text DEFAULT NULL)
@@ -51,6 +51,9 @@ BEGIN
     GET DIAGNOSTICS deactivated = ROW_COUNT;
     UPDATE saml_jit.identity_provider i
        SET sso_url_redirect = m.sso_url_redirect, sso_url_post = m.sso_url_post,
+           slo_url_redirect = m.slo_url_redirect, slo_url_post = m.slo_url_post,
+           slo_response_url_redirect = m.slo_response_url_redirect,
+           slo_response_url_post = m.slo_response_url_post,
            name_id_formats = m.name_id_formats, metadata_valid_until = m.valid_until,
            sign_authn_requests = m.want_authn_requests_signed,
            metadata_imported_at = now()

@@ -51,7 +51,8 @@ CREATE TABLE saml_jit.session (
     CONSTRAINT session_ended_together CHECK ((ended_at IS NULL) = (ended_by IS NULL))
 );
 CREATE INDEX session_user_idx ON saml_jit.session (user_id) WHERE ended_at IS NULL;
-CREATE INDEX session_idp_index_idx ON saml_jit.session (idp_id, session_index);
+-- Single Logout finds the sessions of a NameID (and SessionIndex) at an IdP.
+CREATE INDEX session_idp_name_id_idx ON saml_jit.session (idp_id, name_id) WHERE ended_at IS NULL;
 COMMENT ON TABLE saml_jit.session IS
     'one row per successful login; active while not ended, not past not_on_or_after, and the user is active';
 SELECT pg_catalog.pg_extension_config_dump('saml_jit.session', '');
@@ -323,6 +324,7 @@ BEGIN
     GET DIAGNOSTICS replay_rows = ROW_COUNT;
     -- Requests nobody can answer any more (a day of grace for the audit trail).
     DELETE FROM saml_jit.authn_request WHERE expires_at < t - interval '1 day';
+    DELETE FROM saml_jit.logout_request WHERE expires_at < t - interval '1 day';
     DELETE FROM saml_jit.session
      WHERE ended_at < t - session_retention OR not_on_or_after < t - session_retention;
     GET DIAGNOSTICS session_rows = ROW_COUNT;
@@ -459,7 +461,8 @@ REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_promote_sp_key(text) FROM PUBLIC
 REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_retire_sp_key(text) FROM PUBLIC;
 
 -- Metadata refresh: where an IdP publishes its metadata and how the last
--- refresh went; the parser also reports cacheDuration.
+-- refresh went; the parser also reports cacheDuration and the Single Logout
+-- endpoints (imported below).
 ALTER TABLE saml_jit.identity_provider
     ADD COLUMN metadata_url text
         CONSTRAINT identity_provider_metadata_url_http CHECK (metadata_url ~ '^https?://'),
@@ -478,7 +481,11 @@ CREATE FUNCTION @extschema@."saml_jit_parse_idp_metadata"(
 	"name_id_formats" TEXT[],
 	"valid_until" timestamp with time zone,
 	"want_authn_requests_signed" bool,
-	"cache_duration" interval
+	"cache_duration" interval,
+	"slo_url_redirect" TEXT,
+	"slo_url_post" TEXT,
+	"slo_response_url_redirect" TEXT,
+	"slo_response_url_post" TEXT
 )
 IMMUTABLE PARALLEL SAFE
 LANGUAGE c AS 'MODULE_PATHNAME', 'saml_jit_parse_idp_metadata_wrapper';
@@ -555,6 +562,131 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
      ORDER BY i.entity_id
 $$;
 REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_metadata_refresh_due(boolean, text[]) FROM PUBLIC;
+
+-- Single Logout (sql/schema.sql, src/logout.rs): the SP's SLO endpoint, the
+-- IdPs' SingleLogoutService endpoints, the LogoutRequests this SP sent.
+ALTER TABLE saml_jit.service_provider
+    ADD COLUMN slo_url text
+        CONSTRAINT service_provider_slo_url_not_blank CHECK (btrim(slo_url) <> '');
+ALTER TABLE saml_jit.identity_provider
+    ADD COLUMN slo_url_redirect text,
+    ADD COLUMN slo_url_post text,
+    ADD COLUMN slo_response_url_redirect text,
+    ADD COLUMN slo_response_url_post text;
+CREATE TABLE saml_jit.logout_request (
+    request_id      text PRIMARY KEY,
+    idp_id          bigint NOT NULL REFERENCES saml_jit.identity_provider (id) ON DELETE CASCADE,
+    session_id      uuid REFERENCES saml_jit.session (id) ON DELETE SET NULL,
+    relay_state     text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    expires_at      timestamptz NOT NULL,
+    answered_at     timestamptz,
+    -- The answer's status code (Success, or why the IdP could not log out).
+    status          text
+);
+CREATE INDEX logout_request_expires_at_idx ON saml_jit.logout_request (expires_at);
+CREATE INDEX logout_request_session_idx ON saml_jit.logout_request (session_id);
+SELECT pg_catalog.pg_extension_config_dump('saml_jit.logout_request', '');
+
+CREATE FUNCTION @extschema@."saml_jit_logout"(
+	"message" TEXT,
+	"query_string" TEXT DEFAULT NULL
+) RETURNS TABLE (
+	"kind" TEXT,
+	"user_id" uuid,
+	"ended_sessions" uuid[],
+	"status" TEXT,
+	"reply_url" TEXT,
+	"reply_post_url" TEXT,
+	"reply_saml_response" TEXT,
+	"relay_state" TEXT
+)
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'saml_jit_logout_wrapper';
+CREATE FUNCTION @extschema@."saml_jit_logout_request"(
+	"session_id" uuid,
+	"relay_state" TEXT DEFAULT NULL
+) RETURNS TABLE (
+	"request_id" TEXT,
+	"redirect_url" TEXT,
+	"post_url" TEXT,
+	"saml_request" TEXT
+)
+VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'saml_jit_logout_request_wrapper';
+REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_logout(text, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_logout_request(uuid, text) FROM PUBLIC;
+
+-- Creates or updates an IdP from its metadata: every signing certificate is
+-- trusted (new ones added, ones the metadata no longer lists deactivated),
+-- SSO and Single Logout endpoints, NameID formats and validUntil are recorded. Expired
+-- metadata, or metadata without a signing certificate, is refused.
+CREATE OR REPLACE FUNCTION @extschema@.saml_jit_import_idp_metadata(metadata text, sp_entity_id text DEFAULT NULL,
+                                                        entity_id text DEFAULT NULL)
+RETURNS TABLE (idp_id bigint, idp_entity_id text, created boolean,
+               certificates_added integer, certificates_deactivated integer)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_variable
+DECLARE
+    m record;
+    cert text;
+    info record;
+    fingerprints text[] := '{}';
+    the_idp bigint;
+    is_new boolean := false;
+    added integer := 0;
+    deactivated integer := 0;
+BEGIN
+    SELECT * INTO m FROM @extschema@.saml_jit_parse_idp_metadata(metadata, entity_id);
+    IF m.valid_until IS NOT NULL AND m.valid_until < saml_jit.effective_now() THEN
+        RAISE EXCEPTION 'the metadata of % expired at %', quote_literal(m.entity_id), m.valid_until
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Fetch the IdP''s current metadata.';
+    END IF;
+    IF cardinality(m.certificates) = 0 THEN
+        RAISE EXCEPTION 'the metadata of % lists no signing certificate', quote_literal(m.entity_id)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT i.id INTO the_idp FROM saml_jit.identity_provider i WHERE i.entity_id = m.entity_id;
+    IF the_idp IS NULL THEN
+        the_idp := @extschema@.saml_jit_add_idp(m.entity_id, m.certificates[1], sp_entity_id);
+        is_new := true;
+        added := 1;
+    END IF;
+    FOREACH cert IN ARRAY m.certificates LOOP
+        SELECT * INTO info FROM @extschema@.saml_jit_certificate_info(cert);
+        fingerprints := fingerprints || info.fingerprint_sha256;
+        UPDATE saml_jit.idp_certificate c SET active = true
+         WHERE c.idp_id = the_idp AND c.fingerprint_sha256 = info.fingerprint_sha256;
+        IF NOT FOUND THEN
+            INSERT INTO saml_jit.idp_certificate (idp_id, certificate) VALUES (the_idp, info.pem);
+            added := added + 1;
+        END IF;
+    END LOOP;
+    UPDATE saml_jit.idp_certificate c SET active = false
+     WHERE c.idp_id = the_idp AND c.active AND c.fingerprint_sha256 <> ALL (fingerprints);
+    GET DIAGNOSTICS deactivated = ROW_COUNT;
+    UPDATE saml_jit.identity_provider i
+       SET sso_url_redirect = m.sso_url_redirect, sso_url_post = m.sso_url_post,
+           slo_url_redirect = m.slo_url_redirect, slo_url_post = m.slo_url_post,
+           slo_response_url_redirect = m.slo_response_url_redirect,
+           slo_response_url_post = m.slo_response_url_post,
+           name_id_formats = m.name_id_formats, metadata_valid_until = m.valid_until,
+           sign_authn_requests = m.want_authn_requests_signed,
+           metadata_imported_at = now()
+     WHERE i.id = the_idp;
+    INSERT INTO saml_jit.audit_log (event, idp_id, detail)
+    VALUES ('configured', the_idp, jsonb_build_object(
+        'via', 'saml_jit_import_idp_metadata', 'created', is_new,
+        'certificates_added', added, 'certificates_deactivated', deactivated));
+    RETURN QUERY SELECT the_idp, m.entity_id, is_new, added, deactivated;
+END
+$$;
+
 
 DO $$
 DECLARE

@@ -15,6 +15,10 @@ CREATE TABLE saml_jit.service_provider (
                 CONSTRAINT service_provider_acs_url_not_blank CHECK (btrim(acs_url) <> ''),
     -- The application's provisioning hook for this SP's IdPs (an IdP's own wins).
     on_login    regprocedure,
+    -- Single Logout: where IdPs send LogoutRequests and LogoutResponses (the
+    -- Destination they must carry); published in the SP metadata.
+    slo_url     text
+                CONSTRAINT service_provider_slo_url_not_blank CHECK (btrim(slo_url) <> ''),
     created_at  timestamptz NOT NULL DEFAULT now(),
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
@@ -83,6 +87,12 @@ CREATE TABLE saml_jit.identity_provider (
     -- From the IdP's metadata (saml_jit_import_idp_metadata) or set by hand.
     sso_url_redirect            text,
     sso_url_post                text,
+    -- Single Logout endpoints (SingleLogoutService Location, and its
+    -- ResponseLocation when LogoutResponses go elsewhere).
+    slo_url_redirect            text,
+    slo_url_post                text,
+    slo_response_url_redirect   text,
+    slo_response_url_post       text,
     -- AuthnRequest options (saml_jit_authn_request): RequestedAuthnContext
     -- class references compared "exact" (omitted when NULL), the NameIDPolicy
     -- format (omitted when NULL), and ForceAuthn on every request.
@@ -306,9 +316,26 @@ CREATE TABLE saml_jit.session (
     CONSTRAINT session_ended_together CHECK ((ended_at IS NULL) = (ended_by IS NULL))
 );
 CREATE INDEX session_user_idx ON saml_jit.session (user_id) WHERE ended_at IS NULL;
-CREATE INDEX session_idp_index_idx ON saml_jit.session (idp_id, session_index);
+-- Single Logout finds the sessions of a NameID (and SessionIndex) at an IdP.
+CREATE INDEX session_idp_name_id_idx ON saml_jit.session (idp_id, name_id) WHERE ended_at IS NULL;
 COMMENT ON TABLE saml_jit.session IS
     'one row per successful login; active while not ended, not past not_on_or_after, and the user is active';
+
+-- LogoutRequests this SP sent (SP-initiated Single Logout): the IdP's
+-- LogoutResponse must answer one that is outstanding, once.
+CREATE TABLE saml_jit.logout_request (
+    request_id      text PRIMARY KEY,
+    idp_id          bigint NOT NULL REFERENCES saml_jit.identity_provider (id) ON DELETE CASCADE,
+    session_id      uuid REFERENCES saml_jit.session (id) ON DELETE SET NULL,
+    relay_state     text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    expires_at      timestamptz NOT NULL,
+    answered_at     timestamptz,
+    -- The answer's status code (Success, or why the IdP could not log out).
+    status          text
+);
+CREATE INDEX logout_request_expires_at_idx ON saml_jit.logout_request (expires_at);
+CREATE INDEX logout_request_session_idx ON saml_jit.logout_request (session_id);
 
 -- pg_dump keeps the rows (and identity counters) of every table users write to.
 SELECT pg_catalog.pg_extension_config_dump('saml_jit.service_provider', '');
@@ -328,6 +355,7 @@ SELECT pg_catalog.pg_extension_config_dump('saml_jit.audit_log_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('saml_jit.consumed_assertion', '');
 SELECT pg_catalog.pg_extension_config_dump('saml_jit.authn_request', '');
 SELECT pg_catalog.pg_extension_config_dump('saml_jit.session', '');
+SELECT pg_catalog.pg_extension_config_dump('saml_jit.logout_request', '');
 
 -- Keep updated_at honest on the configuration tables.
 CREATE FUNCTION saml_jit.touch_updated_at() RETURNS trigger

@@ -7,10 +7,9 @@
 
 use pgrx::prelude::*;
 
+use crate::outgoing::{encode, new_message_id, Binding, Encoded, SigningKey};
 use crate::pg::{raise, timestamptz};
-use crate::saml::decrypt::SpKey;
-use crate::saml::request::{authn_request_xml, redirect_url, AuthnRequest, QuerySigner};
-use crate::saml::sign::sign_enveloped;
+use crate::saml::request::{authn_request_xml, AuthnRequest};
 
 /// What the request needs to know about the IdP and this SP.
 struct Target {
@@ -67,12 +66,6 @@ fn fail(code: PgSqlErrorCode, message: String, hint: Option<&str>) -> ! {
     raise(code, message, None, hint)
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Binding {
-    Redirect,
-    Post,
-}
-
 /// The binding asked for, or the IdP's: HTTP-Redirect when it has that
 /// endpoint, else HTTP-POST.
 fn choose(asked: Option<&str>, t: &Target, idp: &str) -> (Binding, String) {
@@ -100,31 +93,6 @@ fn choose(asked: Option<&str>, t: &Target, idp: &str) -> (Binding, String) {
             Some("Import its metadata (saml_jit_import_idp_metadata) or set the URL on saml_jit.identity_provider."),
         )
     })
-}
-
-/// A fresh request ID: `_` and 32 hex digits from the server's strong source.
-fn new_request_id() -> String {
-    let mut random = [0u8; 16];
-    // SAFETY: fills the buffer from the server's strong random source.
-    if !unsafe { pg_sys::pg_strong_random(random.as_mut_ptr().cast(), random.len()) } {
-        fail(
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            "saml_jit: no strong random source".into(),
-            None,
-        );
-    }
-    format!(
-        "_{}",
-        random
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    )
-}
-
-/// The SP certificate's DER in base64 (the PEM body), for KeyInfo.
-fn certificate_b64(pem: &str) -> String {
-    pem.lines().filter(|l| !l.starts_with("-----")).collect()
 }
 
 /// Starts an SP-initiated login with the IdP. Without `binding`,
@@ -165,19 +133,22 @@ fn saml_jit_authn_request(
             )
         });
     let (binding, sso_url) = choose(binding, &t, idp_entity_id);
-    let key = t.sign.then(|| {
-        let pem = t.key_pem.as_deref().unwrap_or_else(|| {
-            fail(
-                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-                format!(
-                    "the IdP {idp_entity_id:?} wants signed AuthnRequests but this SP has no key"
-                ),
-                Some("Install one with saml_jit_set_sp_key, or set sign_authn_requests = false."),
-            )
+    if t.sign && t.key_pem.is_none() {
+        fail(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("the IdP {idp_entity_id:?} wants signed AuthnRequests but this SP has no key"),
+            Some("Install one with saml_jit_set_sp_key, or set sign_authn_requests = false."),
+        )
+    }
+    let key = t
+        .key_pem
+        .as_deref()
+        .filter(|_| t.sign)
+        .map(|private_key| SigningKey {
+            private_key,
+            certificate: t.certificate_pem.as_deref(),
         });
-        pem.to_string()
-    });
-    let request_id = new_request_id();
+    let request_id = new_message_id();
     let now = crate::gucs::now()
         .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e, None));
     let xml = authn_request_xml(&AuthnRequest {
@@ -198,44 +169,19 @@ fn saml_jit_authn_request(
             None,
         )
     });
-    let row = match binding {
-        Binding::Redirect => {
-            let signer = key.map(|pem| {
-                openssl::pkey::PKey::private_key_from_pem(pem.as_bytes())
-                    .unwrap_or_else(|e| internal(format!("the stored SP key: {e}")))
-            });
-            let sign_with = signer.map(|key| {
-                move |data: &[u8]| -> Result<Vec<u8>, String> {
-                    let mut s =
-                        openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &key)
-                            .map_err(|e| e.to_string())?;
-                    s.update(data).map_err(|e| e.to_string())?;
-                    s.sign_to_vec().map_err(|e| e.to_string())
-                }
-            });
-            let url = redirect_url(
-                &sso_url,
-                &xml,
-                relay_state,
-                sign_with.as_ref().map(|f| f as QuerySigner<'_>),
-            )
-            .unwrap_or_else(|e| internal(e));
-            ("redirect", Some(url), None, None)
-        }
-        Binding::Post => {
-            let message = match key {
-                None => xml,
-                Some(pem) => {
-                    let key = SpKey::from_pem(&pem).unwrap_or_else(|e| internal(e));
-                    let certificate = t.certificate_pem.as_deref().map(certificate_b64);
-                    sign_enveloped(&xml, &request_id, &key, certificate.as_deref())
-                        .unwrap_or_else(|e| internal(e))
-                }
-            };
-            let encoded =
-                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, message);
-            ("post", None, Some(sso_url), Some(encoded))
-        }
+    let row = match encode(
+        binding,
+        &sso_url,
+        "SAMLRequest",
+        &xml,
+        &request_id,
+        relay_state,
+        key,
+    )
+    .unwrap_or_else(|e| internal(e))
+    {
+        Encoded::Redirect(url) => (Some(url), None, None),
+        Encoded::Post { url, value } => (None, Some(url), Some(value)),
     };
     let expires = now + chrono::Duration::microseconds(t.ttl_micros);
     Spi::run_with_args(
@@ -243,5 +189,5 @@ fn saml_jit_authn_request(
         &[request_id.as_str().into(), t.idp_id.into(), relay_state.into(), timestamptz(expires).into()],
     )
     .unwrap_or_else(|e| internal(e.to_string()));
-    TableIterator::once((request_id, row.0.to_string(), row.1, row.2, row.3))
+    TableIterator::once((request_id, binding.name().to_string(), row.0, row.1, row.2))
 }

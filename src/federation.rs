@@ -8,7 +8,7 @@ use crate::saml::metadata::{parse_idp_metadata, sp_metadata, SpMetadata};
 
 /// What an IdP's metadata says (nothing is stored): entity ID, signing
 /// certificates (base64 DER), SSO endpoints, NameID formats, validUntil,
-/// cacheDuration.
+/// cacheDuration, Single Logout endpoints.
 #[pg_extern(immutable, parallel_safe)]
 #[allow(clippy::type_complexity)]
 fn saml_jit_parse_idp_metadata(
@@ -25,6 +25,10 @@ fn saml_jit_parse_idp_metadata(
         name!(valid_until, Option<TimestampWithTimeZone>),
         name!(want_authn_requests_signed, bool),
         name!(cache_duration, Option<pgrx::datum::Interval>),
+        name!(slo_url_redirect, Option<String>),
+        name!(slo_url_post, Option<String>),
+        name!(slo_response_url_redirect, Option<String>),
+        name!(slo_response_url_post, Option<String>),
     ),
 > {
     let m = parse_idp_metadata(metadata, entity_id).unwrap_or_else(|problem| {
@@ -45,6 +49,10 @@ fn saml_jit_parse_idp_metadata(
         m.want_authn_requests_signed,
         m.cache_duration
             .map(|d| pgrx::datum::Interval::from_micros(d.num_microseconds().unwrap_or(i64::MAX))),
+        m.slo_redirect.clone().map(|(location, _)| location),
+        m.slo_post.clone().map(|(location, _)| location),
+        m.slo_redirect.and_then(|(_, response)| response),
+        m.slo_post.and_then(|(_, response)| response),
     ))
 }
 
@@ -54,7 +62,7 @@ fn saml_jit_parse_idp_metadata(
 fn saml_jit_sp_metadata_text(sp_entity_id: default!(Option<&str>, "NULL")) -> String {
     let row = Spi::connect(|client| {
         let table = client.select(
-            "SELECT sp.entity_id, sp.acs_url,
+            "SELECT sp.entity_id, sp.acs_url, sp.slo_url,
                     (SELECT coalesce(array_agg(k.certificate ORDER BY k.state = 'current' DESC), '{}')
                        FROM saml_jit.sp_key k
                       WHERE k.sp_id = sp.id AND k.state IN ('current', 'next') AND k.certificate IS NOT NULL),
@@ -69,8 +77,9 @@ fn saml_jit_sp_metadata_text(sp_entity_id: default!(Option<&str>, "NULL")) -> St
             rows.push((
                 r.get::<String>(1)?.unwrap_or_default(),
                 r.get::<String>(2)?.unwrap_or_default(),
-                r.get::<Vec<String>>(3)?.unwrap_or_default(),
-                r.get::<i64>(4)?.unwrap_or(0),
+                r.get::<String>(3)?,
+                r.get::<Vec<String>>(4)?.unwrap_or_default(),
+                r.get::<i64>(5)?.unwrap_or(0),
             ));
         }
         Ok::<_, pgrx::spi::SpiError>(rows)
@@ -83,8 +92,8 @@ fn saml_jit_sp_metadata_text(sp_entity_id: default!(Option<&str>, "NULL")) -> St
             None,
         )
     });
-    let (entity_id, acs_url, certificates) = match row.as_slice() {
-        [(e, a, c, 1)] => (e.clone(), a.clone(), c.clone()),
+    let (entity_id, acs_url, slo_url, certificates) = match row.as_slice() {
+        [(e, a, s, c, 1)] => (e.clone(), a.clone(), s.clone(), c.clone()),
         [] => raise(
             PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
             format!(
@@ -112,6 +121,7 @@ fn saml_jit_sp_metadata_text(sp_entity_id: default!(Option<&str>, "NULL")) -> St
     sp_metadata(&SpMetadata {
         entity_id: &entity_id,
         acs_url: &acs_url,
+        slo_url: slo_url.as_deref(),
         certificates: &certificates,
     })
 }

@@ -14,6 +14,8 @@ pub mod explain;
 pub mod federation;
 pub mod gucs;
 pub mod login;
+pub mod logout;
+pub mod outgoing;
 pub mod pg;
 pub mod provision;
 pub mod saml;

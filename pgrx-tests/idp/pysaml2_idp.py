@@ -13,13 +13,19 @@ answer_post (the SAMLRequest form value of the HTTP-POST binding: the same,
 its enveloped signature verified with the SP metadata's certificate),
 sp_metadata (the SP's metadata XML, used instead of a generated one), encrypt_for (path of the SP certificate
 PEM: encrypt the assertion for it; absent = plain)
+
+Single Logout (a spec with "op"; the answer is a JSON object, see each
+function): "metadata" (this IdP's metadata, with its SingleLogoutService
+endpoints), "logout_request" (an IdP-initiated LogoutRequest to the SP),
+"answer_logout" (parse and verify the SP's LogoutRequest, answer it),
+"check_logout_response" (parse and verify the SP's LogoutResponse).
 """
 
 import base64
 import json
 import sys
 
-from saml2 import BINDING_HTTP_POST, xmldsig
+from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, xmldsig
 from saml2.config import IdPConfig
 from saml2.saml import NAMEID_FORMAT_PERSISTENT, NameID
 from saml2.server import Server
@@ -57,8 +63,14 @@ def server_for(spec):
                 "service": {
                     "idp": {
                         "endpoints": {
-                            "single_sign_on_service": [(spec["idp"] + "sso", BINDING_HTTP_POST)]
+                            "single_sign_on_service": [(spec["idp"] + "sso", BINDING_HTTP_POST)],
+                            "single_logout_service": [
+                                (spec["idp"] + "slo/redirect", BINDING_HTTP_REDIRECT),
+                                (spec["idp"] + "slo/post", BINDING_HTTP_POST),
+                            ],
                         },
+                        # The SP's messages (its LogoutRequest) must be signed.
+                        "want_authn_requests_signed": spec.get("want_signed", False),
                         "policy": {
                             "default": {
                                 "lifetime": {"minutes": spec.get("lifetime_minutes", 5)},
@@ -129,6 +141,138 @@ def mint(spec):
     return base64.b64encode(str(response).encode("utf-8")).decode("ascii")
 
 
+BINDINGS = {"redirect": BINDING_HTTP_REDIRECT, "post": BINDING_HTTP_POST}
+
+
+def metadata(spec):
+    from saml2.metadata import entity_descriptor
+
+    return {"metadata": str(entity_descriptor(server_for(spec).config))}
+
+
+def query_of(url):
+    from urllib.parse import parse_qsl, urlparse
+
+    return dict(parse_qsl(urlparse(url).query, keep_blank_values=True))
+
+
+def verify_query_signature(server, query, sp_cert):
+    """The HTTP-Redirect binding's detached signature, checked the way
+    pysaml2 checks it, with the SP's certificate; raises when it fails."""
+    from saml2.sigver import verify_redirect_signature
+
+    with open(sp_cert) as f:
+        cert = "".join(line for line in f.read().splitlines() if "-----" not in line)
+    if "Signature" not in query or not verify_redirect_signature(query, server.sec.sec_backend, cert=cert):
+        raise SystemExit("the SP's query string signature does not verify")
+
+
+def sent(server, binding, message, destination, relay_state, response, sign_alg):
+    """A message in a front-channel binding: the Redirect URL, or the POST
+    form value (the enveloped signature is already in `message`)."""
+    if binding == "redirect":
+        info = server.apply_binding(
+            BINDING_HTTP_REDIRECT, str(message), destination, relay_state,
+            response=response, sign=True, sigalg=sign_alg,
+        )
+        return {"url": dict(info["headers"])["Location"]}
+    return {"value": base64.b64encode(str(message).encode("utf-8")).decode("ascii")}
+
+
+def logout_request(spec):
+    """The IdP logs the user out everywhere: a LogoutRequest to the SP's
+    SLO endpoint (spec "slo"), signed (unless "sign" is false)."""
+    from saml2.samlp import SessionIndex
+
+    server = server_for(spec)
+    binding = spec.get("binding", "redirect")
+    sign = spec.get("sign", True)
+    sign_alg = SIGN_ALGS[spec.get("sign_alg", "rsa-sha256")]
+    request_id, request = server.create_logout_request(
+        spec["slo"], spec["sp"],
+        name_id=NameID(format=NAMEID_FORMAT_PERSISTENT, text=spec["user"]),
+        session_indexes=[SessionIndex(text=i) for i in spec.get("session_indexes", [])],
+        sign=sign and binding == "post", sign_alg=sign_alg,
+        digest_alg=DIGEST_ALGS[spec.get("digest_alg", "sha256")],
+        expire=spec.get("not_on_or_after"),
+    )
+    if binding == "redirect" and not sign:
+        info = server.apply_binding(BINDING_HTTP_REDIRECT, str(request), spec["slo"],
+                                    spec.get("relay_state", ""), sign=False)
+        return {"id": request_id, "url": dict(info["headers"])["Location"]}
+    out = sent(server, binding, request, spec["slo"], spec.get("relay_state", ""), False, sign_alg)
+    out["id"] = request_id
+    return out
+
+
+def answer_logout(spec):
+    """The IdP's SLO endpoint receives the SP's LogoutRequest ("url" of an
+    HTTP-Redirect, or "value" of an HTTP-POST form), verifies its signature
+    with the SP certificate ("sp_cert"), and answers with a signed
+    LogoutResponse in the same binding."""
+    server = server_for({**spec, "want_signed": True})
+    if spec.get("url"):
+        binding, query = "redirect", query_of(spec["url"])
+        verify_query_signature(server, query, spec["sp_cert"])
+        value, relay_state = query["SAMLRequest"], query.get("RelayState", "")
+        signature = {"relay_state": query.get("RelayState"), "sigalg": query.get("SigAlg"),
+                     "signature": query.get("Signature")}
+    else:
+        binding, value, relay_state = "post", spec["value"], spec.get("relay_state", "")
+        signature = {}
+    request = server.parse_logout_request(value, BINDINGS[binding], **signature)
+    if request is None:
+        raise SystemExit("pysaml2 refused the LogoutRequest")
+    message = request.message
+    sign_alg = SIGN_ALGS["rsa-sha256"]
+    response = server.create_logout_response(
+        message, bindings=[BINDINGS[binding]], sign=binding == "post", sign_alg=sign_alg,
+        digest_alg=DIGEST_ALGS["sha256"],
+    )
+    destination = server.response_args(message, [BINDINGS[binding]])["destination"]
+    out = sent(server, binding, response, destination, relay_state, True, sign_alg)
+    out.update({
+        "request_id": message.id,
+        "name_id": message.name_id.text,
+        "name_id_format": message.name_id.format,
+        "session_indexes": [i.text for i in message.session_index],
+        "destination": message.destination,
+        "issuer": message.issuer.text,
+    })
+    return out
+
+
+def check_logout_response(spec):
+    """The IdP's SLO endpoint receives the SP's LogoutResponse and checks it
+    (signature with the SP certificate, issuer, destination)."""
+    server = server_for({**spec, "want_signed": True})
+    if spec.get("url"):
+        binding, query = "redirect", query_of(spec["url"])
+        verify_query_signature(server, query, spec["sp_cert"])
+        value = query["SAMLResponse"]
+    else:
+        binding, value = "post", spec["value"]
+    response = server.parse_logout_request_response(value, BINDINGS[binding])
+    if response is None:
+        raise SystemExit("pysaml2 refused the LogoutResponse")
+    message = response.response
+    return {
+        "in_response_to": message.in_response_to,
+        "status": message.status.status_code.value,
+        "issuer": message.issuer.text,
+        "destination": message.destination,
+        "signed": message.signature is not None,
+    }
+
+
+OPS = {
+    "mint": mint,
+    "metadata": metadata,
+    "logout_request": logout_request,
+    "answer_logout": answer_logout,
+    "check_logout_response": check_logout_response,
+}
+
 if __name__ == "__main__":
     specs = json.load(sys.stdin)
-    json.dump([mint(s) for s in specs], sys.stdout)
+    json.dump([OPS[s.get("op", "mint")](s) for s in specs], sys.stdout)

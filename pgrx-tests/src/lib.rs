@@ -120,6 +120,23 @@ pub fn mint(specs: &[Value]) -> Vec<String> {
 /// Like `mint`, but pysaml2 refusing (a request it will not answer) is Err
 /// with its error output.
 pub fn try_mint(specs: &[Value]) -> Result<Vec<String>, String> {
+    Ok(try_pysaml2(specs)?
+        .into_iter()
+        .map(|v| v.as_str().expect("a minted response").to_string())
+        .collect())
+}
+
+/// Runs one pysaml2 operation (spec "op": metadata, logout_request,
+/// answer_logout, check_logout_response; see idp/pysaml2_idp.py).
+pub fn pysaml2(spec: Value) -> Value {
+    try_pysaml2(&[spec])
+        .unwrap_or_else(|e| panic!("pysaml2 failed: {e}"))
+        .pop()
+        .unwrap()
+}
+
+/// Runs pysaml2 on the specs; its refusal is Err with its error output.
+pub fn try_pysaml2(specs: &[Value]) -> Result<Vec<Value>, String> {
     use std::io::Write;
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let python = dir.join(".venv/bin/python");

@@ -223,6 +223,11 @@ fn sp_metadata_is_valid_against_the_saml_schema() {
     )
     .unwrap();
     install_sp_key(&mut c);
+    c.execute(
+        "UPDATE saml_jit.service_provider SET slo_url = 'https://app.test.example/slo?a=1&b=2'",
+        &[],
+    )
+    .unwrap();
     let xml: String = c
         .query_one("SELECT saml_jit_sp_metadata()::text", &[])
         .unwrap()
@@ -239,6 +244,15 @@ fn sp_metadata_is_valid_against_the_saml_schema() {
         xml.contains("use=\"encryption\""),
         "the SP certificate is advertised: {xml}"
     );
+    for binding in ["HTTP-Redirect", "HTTP-POST"] {
+        assert!(
+            xml.contains(&format!(
+                "<md:SingleLogoutService Binding=\"urn:oasis:names:tc:SAML:2.0:bindings:{binding}\" \
+                 Location=\"https://app.test.example/slo?a=1&amp;b=2\"/>"
+            )),
+            "{xml}"
+        );
+    }
     assert!(!xml.contains("PRIVATE"), "never the key");
     let venv = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
     let script =

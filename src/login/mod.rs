@@ -156,7 +156,7 @@ pub fn run(response: &str, request: Request<'_>, seen: &mut Seen) -> Result<Outc
 }
 
 /// The IdP the response claims to come from, when it is trusted and enabled.
-fn trusted_idp(issuer: &str) -> Result<std::rc::Rc<IdpSnapshot>, LoginError> {
+pub(crate) fn trusted_idp(issuer: &str) -> Result<std::rc::Rc<IdpSnapshot>, LoginError> {
     let snapshot = config::idp(issuer)?.ok_or_else(|| {
         reject(
             Reason::UnknownIssuer,

@@ -21,6 +21,9 @@ pub struct IdpMetadata {
     pub signing_certificates: Vec<String>,
     pub sso_redirect: Option<String>,
     pub sso_post: Option<String>,
+    /// SingleLogoutService per binding: (Location, ResponseLocation).
+    pub slo_redirect: Option<(String, Option<String>)>,
+    pub slo_post: Option<(String, Option<String>)>,
     pub name_id_formats: Vec<String>,
     pub valid_until: Option<DateTime<Utc>>,
     /// The shortest cacheDuration that applies: how long a copy may be used
@@ -157,11 +160,21 @@ pub fn parse_idp_metadata(xml: &str, entity_id: Option<&str>) -> Result<IdpMetad
             .and_then(|s| s.attr("Location"))
             .map(str::to_string)
     };
+    let slo = |binding: &str| {
+        idp.children_named(NS_MD, "SingleLogoutService")
+            .find(|s| s.attr("Binding") == Some(binding))
+            .and_then(|s| {
+                let location = s.attr("Location")?.to_string();
+                Some((location, s.attr("ResponseLocation").map(str::to_string)))
+            })
+    };
     Ok(IdpMetadata {
         entity_id: entity.attr("entityID").unwrap_or_default().to_string(),
         signing_certificates,
         sso_redirect: sso(BINDING_REDIRECT),
         sso_post: sso(BINDING_POST),
+        slo_redirect: slo(BINDING_REDIRECT),
+        slo_post: slo(BINDING_POST),
         name_id_formats: idp
             .children_named(NS_MD, "NameIDFormat")
             .map(|n| super::text::xml_trim(&n.text).to_string())
@@ -202,6 +215,8 @@ fn collect_idps<'a>(el: &'a Element, inherited: Bounds, out: &mut Vec<(&'a Eleme
 pub struct SpMetadata<'a> {
     pub entity_id: &'a str,
     pub acs_url: &'a str,
+    /// Where IdPs send Single Logout messages (both front-channel bindings).
+    pub slo_url: Option<&'a str>,
     /// Base64 DER of the SP certificates, current first, then the next one
     /// during a key rollover (each advertised for signing and encryption).
     pub certificates: &'a [String],
@@ -215,6 +230,21 @@ fn escape(v: &str) -> String {
 }
 
 pub fn sp_metadata(sp: &SpMetadata<'_>) -> String {
+    // Schema order: KeyDescriptor, SingleLogoutService, NameIDFormat, ACS.
+    let slo: String = sp
+        .slo_url
+        .map(|url| {
+            [BINDING_REDIRECT, BINDING_POST]
+                .iter()
+                .map(|binding| {
+                    format!(
+                        "<md:SingleLogoutService Binding=\"{binding}\" Location=\"{}\"/>",
+                        escape(url)
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let mut keys = String::new();
     for cert in sp.certificates {
         for usage in ["signing", "encryption"] {
@@ -227,7 +257,7 @@ pub fn sp_metadata(sp: &SpMetadata<'_>) -> String {
     format!(
         "<md:EntityDescriptor xmlns:md=\"{NS_MD}\" xmlns:ds=\"{NS_DSIG}\" entityID=\"{}\">\
          <md:SPSSODescriptor AuthnRequestsSigned=\"{}\" WantAssertionsSigned=\"true\" \
-         protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\">{keys}\
+         protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\">{keys}{slo}\
          <md:NameIDFormat>urn:oasis:names:tc:SAML:2.0:nameid-format:persistent</md:NameIDFormat>\
          <md:NameIDFormat>urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress</md:NameIDFormat>\
          <md:AssertionConsumerService Binding=\"{BINDING_POST}\" Location=\"{}\" index=\"0\" isDefault=\"true\"/>\
@@ -266,6 +296,8 @@ mod tests {
         REVG </ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>
         <md:KeyDescriptor use="encryption"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>ZW5j</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>
         <md:KeyDescriptor><ds:KeyInfo><ds:X509Data><ds:X509Certificate>Ym90aA==</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>
+        <md:SingleLogoutService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://a/slo" ResponseLocation="https://a/slo-done"/>
+        <md:SingleLogoutService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="https://a/slo-post"/>
         <md:NameIDFormat>urn:oasis:names:tc:SAML:2.0:nameid-format:persistent</md:NameIDFormat>
         <md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://a/sso"/>
       </md:IDPSSODescriptor></md:EntityDescriptor>
@@ -289,10 +321,16 @@ mod tests {
         assert_eq!(a.sso_redirect.as_deref(), Some("https://a/sso"));
         assert_eq!(a.sso_post, None);
         assert_eq!(
+            a.slo_redirect,
+            Some(("https://a/slo".into(), Some("https://a/slo-done".into())))
+        );
+        assert_eq!(a.slo_post, Some(("https://a/slo-post".into(), None)));
+        assert_eq!(
             a.valid_until,
             Some(parse_instant("2029-01-01T00:00:00Z").unwrap())
         );
         let b = parse_idp_metadata(TWO, Some("https://b/")).unwrap();
+        assert_eq!((b.slo_redirect, b.slo_post), (None, None));
         assert_eq!(
             b.valid_until,
             Some(parse_instant("2030-01-01T00:00:00Z").unwrap()),

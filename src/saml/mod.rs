@@ -11,6 +11,7 @@ pub mod decode;
 pub mod decrypt;
 pub mod dom;
 pub mod extract;
+pub mod logout;
 pub mod metadata;
 pub mod response;
 pub mod shape;

@@ -28,7 +28,7 @@ pub struct AuthnRequest<'a> {
     pub requested_authn_context: &'a [String],
 }
 
-fn escape(v: &str) -> String {
+pub(crate) fn escape(v: &str) -> String {
     v.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -37,7 +37,7 @@ fn escape(v: &str) -> String {
 
 /// Whether XML 1.0 can carry `c` at all (production Char): the C0 controls
 /// but tab, LF and CR cannot appear in a document, not even escaped.
-fn is_xml_char(c: char) -> bool {
+pub(crate) fn is_xml_char(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}')
 }
 
@@ -127,10 +127,12 @@ pub fn url_encode(v: &str) -> String {
     out
 }
 
-/// The IdP's SSO URL with SAMLRequest (and RelayState, SigAlg, Signature).
-/// `sign` signs the query octets with the SP key when requests are signed.
+/// The IdP's URL with the message as `parameter` (SAMLRequest or
+/// SAMLResponse), and RelayState, SigAlg, Signature. `sign` signs the query
+/// octets with the SP key when the message is signed.
 pub fn redirect_url(
     sso_url: &str,
+    parameter: &str,
     xml: &str,
     relay_state: Option<&str>,
     sign: Option<QuerySigner<'_>>,
@@ -142,7 +144,7 @@ pub fn redirect_url(
         .map_err(|e| e.to_string())?;
     let deflated = deflater.finish().map_err(|e| e.to_string())?;
     let b64 = base64::engine::general_purpose::STANDARD;
-    let mut query = format!("SAMLRequest={}", url_encode(&b64.encode(deflated)));
+    let mut query = format!("{parameter}={}", url_encode(&b64.encode(deflated)));
     if let Some(rs) = relay_state {
         query.push_str(&format!("&RelayState={}", url_encode(rs)));
     }
@@ -195,8 +197,14 @@ mod tests {
             !xml.contains("NameIDPolicy") && !xml.contains("ForceAuthn"),
             "{xml}"
         );
-        let url =
-            redirect_url("https://idp/sso?tenant=7", &xml, Some("back to /x?y"), None).unwrap();
+        let url = redirect_url(
+            "https://idp/sso?tenant=7",
+            "SAMLRequest",
+            &xml,
+            Some("back to /x?y"),
+            None,
+        )
+        .unwrap();
         assert!(
             url.starts_with("https://idp/sso?tenant=7&SAMLRequest="),
             "{url}"

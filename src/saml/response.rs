@@ -261,26 +261,36 @@ fn decrypt_identifiers(tree: &mut Element, sp_key: Option<&SpKey>) -> Result<(),
                     ),
                 )
             })?;
-            let xml = slot.to_xml();
-            let doc = Document::parse(xml.as_bytes())?;
-            let root = doc.root().expect("parsed");
-            let namespaces: Vec<(String, String)> = SAML_NAMESPACES
-                .iter()
-                .map(|(p, u)| (p.to_string(), u.to_string()))
-                .collect();
-            let (standalone, _) = decrypt::open(&doc, root, key, &namespaces)?;
-            let decrypted = Element::parse(&standalone)
-                .map_err(|_| decrypt::failed())?
-                .children
-                .into_iter()
-                .next();
-            match decrypted {
-                Some(el) if el.is(NS_ASSERTION, wanted.1) => *slot = el,
-                _ => return Err(decrypt::failed()),
-            }
+            *slot = decrypt_element(slot, key, wanted.1)?;
         }
     }
     Ok(())
+}
+
+/// An EncryptedID or EncryptedAttribute (taken from signed bytes) decrypted
+/// to the `wanted` element it must contain.
+pub(super) fn decrypt_element(
+    slot: &Element,
+    key: &SpKey,
+    wanted: &str,
+) -> Result<Element, Reject> {
+    let xml = slot.to_xml();
+    let doc = Document::parse(xml.as_bytes())?;
+    let root = doc.root().expect("parsed");
+    let namespaces: Vec<(String, String)> = SAML_NAMESPACES
+        .iter()
+        .map(|(p, u)| (p.to_string(), u.to_string()))
+        .collect();
+    let (standalone, _) = decrypt::open(&doc, root, key, &namespaces)?;
+    let decrypted = Element::parse(&standalone)
+        .map_err(|_| decrypt::failed())?
+        .children
+        .into_iter()
+        .next();
+    match decrypted {
+        Some(el) if el.is(NS_ASSERTION, wanted) => Ok(el),
+        _ => Err(decrypt::failed()),
+    }
 }
 
 /// The profile checks on what was verified.
@@ -300,7 +310,7 @@ pub fn accept(
 }
 
 /// The ds:Signature directly inside `parent`, if any; two are refused.
-fn signature_of(parent: Node) -> Result<Option<Node>, Reject> {
+pub(super) fn signature_of(parent: Node) -> Result<Option<Node>, Reject> {
     let sigs = parent.children_named(NS_DSIG, "Signature");
     match sigs.as_slice() {
         [] => Ok(None),
@@ -319,7 +329,7 @@ fn signature_of(parent: Node) -> Result<Option<Node>, Reject> {
 /// An ID that a signature may point at must occur once in the whole
 /// document: a second element with the same ID is how wrapping attacks hide
 /// the signed original.
-fn check_unique_ids(root: Node, targets: &[Node]) -> Result<(), Reject> {
+pub(super) fn check_unique_ids(root: Node, targets: &[Node]) -> Result<(), Reject> {
     let wanted: Vec<String> = targets.iter().filter_map(|n| n.attr("ID")).collect();
     let mut counts = vec![0usize; wanted.len()];
     for node in root.descendants() {

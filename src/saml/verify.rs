@@ -86,6 +86,9 @@ pub fn init() -> Result<(), Reject> {
 pub struct TrustedKey {
     pub certificate_id: i64,
     key: x::xmlSecKeyPtr,
+    /// The same public key for OpenSSL: the HTTP-Redirect binding's detached
+    /// signature over the query string is not XML-DSig (logout.rs).
+    pub public_key: Option<openssl::pkey::PKey<openssl::pkey::Public>>,
 }
 
 impl Drop for TrustedKey {
@@ -115,9 +118,13 @@ impl TrustedKey {
                 "certificate {certificate_id}: xmlsec could not load its public key"
             ));
         }
+        let public_key = openssl::x509::X509::from_der(der)
+            .and_then(|c| c.public_key())
+            .ok();
         Ok(TrustedKey {
             certificate_id,
             key,
+            public_key,
         })
     }
 }
