@@ -1,11 +1,17 @@
 -- What the administrator of the example application runs once (psql, as the
 -- database owner, who is also the owner of saml_jit). psql variables:
--- sp_entity_id, acs_url, and the metadata of the two customers' IdPs,
+-- sp_entity_id, acs_url, slo_url, the SP key pair sp_key and sp_cert (PEM),
+-- and the metadata of the two customers' IdPs,
 -- example_metadata and globex_metadata.
 CREATE EXTENSION IF NOT EXISTS saml_jit;
 
 -- This application as a SAML service provider.
 SELECT saml_jit_add_sp(:'sp_entity_id', :'acs_url') AS sp_id;
+-- Its Single Logout endpoint, published in its metadata before the IdPs
+-- read it.
+UPDATE saml_jit.service_provider SET slo_url = :'slo_url' WHERE entity_id = :'sp_entity_id';
+-- Its key pair signs its Single Logout messages.
+SELECT saml_jit_set_sp_key(:'sp_entity_id', :'sp_key', :'sp_cert');
 
 -- The application's own data model: organizations (the customers), accounts
 -- (people, some invited by an administrator before they ever signed in) and
@@ -105,7 +111,8 @@ UPDATE saml_jit.service_provider SET on_login = 'public.on_saml_login(jsonb)';
 INSERT INTO public.accounts (email, display_name, invited_at)
 VALUES ('ada@example.com', 'Ada (invited)', now());
 
--- The application's own role: it may log users in, check and end sessions,
+-- The application's own role: it may log users in, check and end sessions
+-- (Single Logout too),
 -- and read what it shows; nothing else (no IdP, certificate or mapping
 -- changes, no writes to its own tables except through the hook).
 DO $$ BEGIN
@@ -116,6 +123,8 @@ GRANT EXECUTE ON FUNCTION saml_jit_login(text, text, inet),
                           saml_jit_authn_request(text, text, text, boolean, boolean),
                           saml_jit_session_active(uuid),
                           saml_jit_end_session(uuid),
+                          saml_jit_logout(text, text),
+                          saml_jit_logout_request(uuid, text),
                           saml_jit_sp_metadata(text),
                           saml_jit_sp_metadata_text(text) TO example_app;
 GRANT USAGE ON SCHEMA saml_jit TO example_app;

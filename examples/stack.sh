@@ -66,10 +66,17 @@ example_start() {
   # Globex's IdP offers only an HTTP-POST SSO endpoint (as some products do).
   start_idp "$work" "Globex" "$idp2_port" "$work/users-globex.json" --post-only
 
+  # The SP's own key pair: it signs Single Logout messages (and AuthnRequests
+  # for IdPs that want them signed), and decrypts encrypted assertions.
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=Example app SP" \
+    -keyout "$work/sp.key" -out "$work/sp.crt" 2>/dev/null
+
   # The administrator's part: register the SP, import both IdPs' metadata,
   # map groups, create the application's role.
   psql -X -q -v ON_ERROR_STOP=1 -d "$EXAMPLE_DB" \
+    -v sp_key="$(cat "$work/sp.key")" -v sp_cert="$(cat "$work/sp.crt")" \
     -v sp_entity_id="$APP_URL/saml/metadata" -v acs_url="$APP_URL/saml/acs" \
+    -v slo_url="$APP_URL/saml/slo" \
     -v example_metadata="$(curl -sf "$IDP_URL/metadata")" \
     -v globex_metadata="$(curl -sf "$IDP2_URL/metadata")" \
     -f "$EXAMPLES/setup.sql" >"$work/setup.log" \

@@ -14,7 +14,12 @@ when saml_jit does the work inside PostgreSQL.
                          (written by its on_login hook), the saml_jit user
                          and its last audit rows; only while the session is
                          active (saml_jit_session_active)
-    POST /logout         ends the session (saml_jit_end_session)
+    POST /logout         signs out: Single Logout through the IdP
+                         (saml_jit_logout_request), or only here
+                         (saml_jit_end_session) when the IdP has no SLO endpoint
+    GET|POST /saml/slo   the Single Logout endpoint: the IdP's LogoutRequest
+                         (it signed the user out everywhere) or its answer to
+                         ours, verified by saml_jit_logout
 
 Settings (environment): SAML_JIT_DSN (libpq string of the application's
 role), SECRET_KEY, PORT, LISTEN (address to bind; 0.0.0.0 in a container).
@@ -165,10 +170,59 @@ def profile():
 
 @app.post("/logout")
 def logout():
-    if "saml_session" in session:
-        with db() as conn:
-            conn.execute("SELECT saml_jit_end_session(%s)", (session["saml_session"],))
+    saml_session = session.pop("saml_session", None)
     session.clear()
+    if saml_session is None:
+        return redirect(url_for("home"))
+    with db() as conn:
+        try:
+            # The session ends here at once; the browser then carries the
+            # signed LogoutRequest to the IdP, whose answer comes to /saml/slo.
+            _, redirect_url, post_url, saml_request = conn.execute(
+                "SELECT * FROM saml_jit_logout_request(%s, relay_state => '/')", (saml_session,)
+            ).fetchone()
+        except psycopg.errors.ObjectNotInPrerequisiteState:
+            # The IdP has no Single Logout endpoint: sign out here only.
+            conn.execute("SELECT saml_jit_end_session(%s)", (saml_session,))
+            return redirect(url_for("home"))
+    if post_url:
+        return render_template("post.html", title="Signing you out", url=post_url,
+                               saml_request=saml_request, relay_state="/")
+    return redirect(redirect_url)
+
+
+@app.route("/saml/slo", methods=["GET", "POST"])
+def single_logout():
+    """The IdP's Single Logout messages. By HTTP-Redirect the raw query
+    string goes to saml_jit_logout (its signature covers the octets exactly
+    as sent); by HTTP-POST the form value does."""
+    if request.method == "GET":
+        args = (None, request.query_string.decode("ascii", "replace"))
+    else:
+        args = (request.form.get("SAMLRequest") or request.form.get("SAMLResponse"), None)
+    try:
+        with db() as conn:
+            kind, ended, reply_url, post_url, saml_response, relay_state = conn.execute(
+                """SELECT kind, ended_sessions, reply_url, reply_post_url, reply_saml_response, relay_state
+                     FROM saml_jit_logout(%s, %s)""",
+                args,
+            ).fetchone()
+    except psycopg.errors.InvalidAuthorizationSpecification as e:
+        reason = e.diag.message_primary.removeprefix("SAML logout message rejected: ")
+        app.logger.warning("SAML logout refused: %s (%s)", reason, e.diag.message_detail)
+        return render_template("refused.html", reason=reason, detail=e.diag.message_detail,
+                               message=None, title="Sign-out refused"), 403
+    # This browser's session is over when its saml_jit session ended (and
+    # /profile would find it inactive anyway).
+    if kind == "logout_response" or session.get("saml_session") in {str(s) for s in ended}:
+        session.clear()
+    if kind == "logout_response":
+        return redirect(local_path(relay_state or "/"))
+    if post_url:
+        return render_template("post.html", title="Signing you out", url=post_url, field="SAMLResponse",
+                               saml_request=saml_response, relay_state=relay_state or "")
+    if reply_url:
+        return redirect(reply_url)
     return redirect(url_for("home"))
 
 

@@ -30,6 +30,8 @@ let browser;
 let page;
 // The body of every POST the browser sends to the ACS, in order.
 const acsPosts = [];
+// Every Single Logout message the browser carries: "METHOD URL-without-query".
+const sloHops = [];
 
 async function shot(name) {
   await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
@@ -60,10 +62,18 @@ async function signIn(email, username, password, idpUrl = IDP_URL) {
   await page.waitForLoadState('networkidle');
 }
 
+// Signs out (Single Logout through the IdP): done when the browser, back
+// from the IdP, has loaded the app's home page again.
 async function signOut() {
   await page.goto(`${APP_URL}/`);
   const button = page.locator('header button');
-  if (await button.count()) await Promise.all([page.waitForURL(`${APP_URL}/`), button.click()]);
+  if (await button.count()) {
+    await Promise.all([
+      page.waitForResponse((r) => r.url() === `${APP_URL}/` && r.request().method() === 'GET'),
+      button.click(),
+    ]);
+    await page.waitForLoadState('networkidle');
+  }
 }
 
 function editIdpUser(username, edit) {
@@ -93,6 +103,9 @@ describe('SP-initiated SSO through the example app', () => {
     page.on('request', (request) => {
       if (request.method() === 'POST' && request.url() === `${APP_URL}/saml/acs`) {
         acsPosts.push(request.postData());
+      }
+      if (/\/(saml\/)?slo(\/|\?|$)/.test(new URL(request.url()).pathname + '?')) {
+        sloHops.push(`${request.method()} ${request.url().split('?')[0]}`);
       }
     });
   });
@@ -147,9 +160,15 @@ describe('SP-initiated SSO through the example app', () => {
   });
 
   test('after the IdP changes an attribute, the next login updates the user', async () => {
+    // Signing out is Single Logout through the IdP, by HTTP-Redirect: the
+    // signed LogoutRequest goes there, its signed answer comes back.
+    sloHops.length = 0;
     await signOut();
-    assert.equal(adminSql("SELECT count(*) FROM saml_jit.session WHERE ended_by = 'application'"), '1',
+    assert.deepEqual(sloHops, [`GET ${IDP_URL}/slo/redirect`, `GET ${APP_URL}/saml/slo`]);
+    assert.equal(adminSql("SELECT count(*) FROM saml_jit.session WHERE ended_by = 'sp_logout'"), '1',
       'signing out ended the saml_jit session');
+    assert.equal(adminSql('SELECT status FROM saml_jit.logout_request WHERE answered_at IS NOT NULL'),
+      'Success', "the IdP's signed LogoutResponse was verified and recorded");
     editIdpUser('ada', (a) => {
       a.title = ['Principal Analyst'];
       a.memberOf = ['engineering', 'staff', 'auditors'];
@@ -166,6 +185,24 @@ describe('SP-initiated SSO through the example app', () => {
     assert.match(audit, /"old": "Analyst"/);
     assert.match(audit, /"new": "Principal Analyst"/);
     await shot('04-profile-updated');
+  });
+
+  test('the IdP signing the user out everywhere ends the session here (IdP-initiated, HTTP-Redirect)', async () => {
+    await page.goto(`${APP_URL}/profile`);
+    assert.equal(await page.locator('#email').innerText(), 'ada@example.com', 'signed in');
+    const session = adminSql("SELECT id FROM saml_jit.session WHERE ended_at IS NULL");
+    // At the IdP, Ada chooses "Sign out of all applications": its signed
+    // LogoutRequest comes to the app's SLO endpoint, whose signed answer goes back.
+    await page.goto(`${IDP_URL}/account?user=ada`);
+    sloHops.length = 0;
+    await Promise.all([page.waitForSelector('#slo-status'), page.click('#logout-everywhere')]);
+    assert.deepEqual(sloHops, [`POST ${IDP_URL}/slo/initiate`, `GET ${APP_URL}/saml/slo`,
+      `GET ${IDP_URL}/slo/redirect`]);
+    assert.equal(await page.locator('#slo-status').innerText(), 'Success');
+    await shot('05-idp-initiated-logout');
+    assert.equal(adminSql(`SELECT ended_by FROM saml_jit.session WHERE id = '${session}'`), 'idp_logout');
+    await page.goto(`${APP_URL}/profile`);
+    assert.equal(page.url(), `${APP_URL}/`, 'the application session is over');
   });
 
   test('a tampered SAMLResponse is refused with a clear error page', async () => {
@@ -190,7 +227,7 @@ describe('SP-initiated SSO through the example app', () => {
     assert.equal(await page.locator('#reason').innerText(), 'signature_invalid');
     assert.ok((await page.locator('#detail').innerText()).length > 20, 'the DETAIL says what failed');
     assert.equal(await page.locator('header button').count(), 0, 'no session was started');
-    await shot('05-tampered-refused');
+    await shot('06-tampered-refused');
   });
 
   test('a response posted a second time is refused as a replay', async () => {
@@ -214,7 +251,7 @@ describe('SP-initiated SSO through the example app', () => {
     await page.waitForURL(`${APP_URL}/saml/acs`);
     await page.waitForLoadState('networkidle');
     assert.equal(await page.locator('#reason').innerText(), 'replay');
-    await shot('06-replay-refused');
+    await shot('07-replay-refused');
   });
 
   test('an e-mail domain without single sign-on is told so', async () => {
@@ -241,7 +278,7 @@ describe('SP-initiated SSO through the example app', () => {
     assert.deepEqual(await page.locator('#groups .badge').allTextContents(), ['app:member']);
     assert.equal(await page.locator('#organization').innerText(), 'Globex');
     assert.equal(await page.locator('#role').innerText(), 'member');
-    await shot('07-second-customer');
+    await shot('08-second-customer');
 
     await signOut();
     await signIn('ada@example.com', 'ada', 'correct horse battery staple');
@@ -264,7 +301,7 @@ describe('SP-initiated SSO through the example app', () => {
       "WHERE u.subject = 'u-10815' AND u.status = 'disabled' AND s.ended_by = 'user_disabled'"), '1');
     await signIn('ada@example.com', 'ada', 'correct horse battery staple');
     assert.equal(await page.locator('#reason').innerText(), 'user_disabled');
-    await shot('08-disabled-refused');
+    await shot('09-disabled-refused');
     // Globex's user with the same NameID is another account, still active.
     await signIn('hank@globex.example', 'hank', 'globex rules', IDP2_URL);
     assert.equal(await page.locator('#email').innerText(), 'hank@globex.example');
@@ -281,7 +318,7 @@ describe('SP-initiated SSO through the example app', () => {
     assert.equal(adminSql('SELECT count(*), max(saml_user_id::text) FROM accounts'), before,
       'no account created, Ada\'s untouched');
     assert.equal(adminSql("SELECT count(*) FROM saml_jit.users WHERE subject = 'u-66666'"), '0');
-    await shot('09-email-domain-refused');
+    await shot('10-email-domain-refused');
   });
 
   test('a user without the required group sees a clear refusal', async () => {
@@ -292,7 +329,7 @@ describe('SP-initiated SSO through the example app', () => {
       'Your organization has not given you access to this application.');
     assert.match(await page.locator('#detail').innerText(), /app:member.*interns/);
     assert.equal(adminSql("SELECT count(*) FROM accounts WHERE email = 'temp@globex.example'"), '0');
-    await shot('10-not-entitled');
+    await shot('11-not-entitled');
   });
 
   test("the application's hook refusing a suspended organization leaves nothing behind", async () => {
@@ -310,11 +347,39 @@ describe('SP-initiated SSO through the example app', () => {
       assert.equal(await page.locator('#message').innerText(),
         'Globex is suspended. Ask your administrator to contact billing.');
       assert.equal(state(), before, 'no login counted, no session, no membership change');
-      await shot('11-organization-suspended');
+      await shot('12-organization-suspended');
     } finally {
       adminSql("UPDATE organizations SET suspended = false WHERE name = 'Globex'");
     }
     await signIn('hank@globex.example', 'hank', 'globex rules', IDP2_URL);
     assert.equal(await page.locator('#organization').innerText(), 'Globex');
+  });
+
+  test('signing out goes through a POST-only IdP (SP-initiated, HTTP-POST)', async () => {
+    await page.goto(`${APP_URL}/profile`);
+    assert.equal(await page.locator('#email').innerText(), 'hank@globex.example', 'signed in');
+    sloHops.length = 0;
+    await signOut();
+    assert.deepEqual(sloHops, [`POST ${IDP2_URL}/slo/post`, `POST ${APP_URL}/saml/slo`]);
+    assert.equal(adminSql(
+      "SELECT s.ended_by || '/' || r.status FROM saml_jit.logout_request r " +
+      'JOIN saml_jit.session s ON s.id = r.session_id ORDER BY r.created_at DESC LIMIT 1'), 'sp_logout/Success');
+  });
+
+  test('the POST-only IdP signing the user out everywhere ends the session here', async () => {
+    await signIn('hank@globex.example', 'hank', 'globex rules', IDP2_URL);
+    assert.equal(await page.locator('#email').innerText(), 'hank@globex.example');
+    await page.goto(`${IDP2_URL}/account?user=hank`);
+    sloHops.length = 0;
+    await Promise.all([page.waitForSelector('#slo-status'), page.click('#logout-everywhere')]);
+    assert.deepEqual(sloHops, [`POST ${IDP2_URL}/slo/initiate`, `POST ${APP_URL}/saml/slo`,
+      `POST ${IDP2_URL}/slo/post`]);
+    assert.equal(await page.locator('#slo-status').innerText(), 'Success');
+    await shot('13-idp-initiated-logout-post');
+    await page.goto(`${APP_URL}/profile`);
+    assert.equal(page.url(), `${APP_URL}/`, 'the application session is over');
+    assert.equal(adminSql(
+      "SELECT count(*) FROM saml_jit.audit_log WHERE event = 'logout' AND detail ->> 'kind' = 'logout_request' " +
+      "AND detail ->> 'binding' = 'post'"), '1');
   });
 });

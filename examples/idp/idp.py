@@ -10,6 +10,15 @@ would answer the example application.
     POST /sso/login      checks the password, answers the request with a
                          signed Response through an auto-submitting HTTP-POST
                          form to the SP's ACS
+    GET  /slo/redirect   Single Logout, HTTP-Redirect (not with --post-only):
+                         the SP's signed LogoutRequest (verified, answered
+                         with a signed LogoutResponse back to the SP), or the
+                         SP's LogoutResponse to ours (verified, shown)
+    POST /slo/post       the same for HTTP-POST
+    GET  /account?user=  the user's page at the IdP, with "Sign out of all
+                         applications"
+    POST /slo/initiate   IdP-initiated logout: a signed LogoutRequest to the
+                         SP's Single Logout endpoint
 
 Users are read from a JSON file on every login (name -> password, name_id,
 attributes), so changing an attribute there is what an IdP administrator
@@ -52,15 +61,18 @@ class IdP:
         # only HTTP-POST.
         self.sso_path = "/sso/post" if post_only else "/sso/redirect"
         self.sso_binding = BINDING_HTTP_POST if post_only else BINDING_HTTP_REDIRECT
+        # Single Logout: HTTP-Redirect and HTTP-POST, or only HTTP-POST.
+        self.slo_bindings = [BINDING_HTTP_POST] if post_only else [BINDING_HTTP_REDIRECT, BINDING_HTTP_POST]
         self.base_url = base_url.rstrip("/")
         self.entity_id = self.base_url + "/metadata"
         self.key, self.cert = key, cert
         self.users_file = users_file
         self.sp_metadata_url = sp_metadata_url
         self._server = None
+        self._logout_server = None
         self._lock = threading.Lock()
 
-    def config(self, sp_metadata=None):
+    def config(self, sp_metadata=None, signed_requests=False):
         config = IdPConfig()
         config.load(
             {
@@ -71,8 +83,14 @@ class IdP:
                         "endpoints": {
                             "single_sign_on_service": [
                                 (self.base_url + self.sso_path, self.sso_binding)
-                            ]
+                            ],
+                            "single_logout_service": [
+                                (self.base_url + ("/slo/redirect" if b == BINDING_HTTP_REDIRECT else "/slo/post"), b)
+                                for b in self.slo_bindings
+                            ],
                         },
+                        # The Single Logout side insists on signed requests.
+                        "want_authn_requests_signed": signed_requests,
                         "name_id_format": [NAMEID_FORMAT_PERSISTENT],
                         "policy": {
                             "default": {
@@ -91,15 +109,18 @@ class IdP:
         )
         return config
 
-    def server(self):
+    def server(self, logout=False):
         # The SP's metadata is fetched on first use, so the IdP and the
-        # application can start in either order.
+        # application can start in either order. The logout server verifies
+        # the SP's signature on every request it takes.
         with self._lock:
             if self._server is None:
                 with urllib.request.urlopen(self.sp_metadata_url, timeout=10) as r:
                     sp_metadata = r.read().decode("utf-8")
                 self._server = Server(config=self.config(sp_metadata))
-            return self._server
+                self._logout_server = Server(config=self.config(sp_metadata, signed_requests=True))
+                self.sp_entity_id = next(iter(self._server.metadata.keys()))
+            return self._logout_server if logout else self._server
 
     def metadata(self):
         xml = create_metadata_string(None, config=self.config(), sign=False)
@@ -162,6 +183,97 @@ class IdP:
         )
         return PAGE.format(title="Signing in", body=body)
 
+    # -- Single Logout -------------------------------------------------------
+
+    def sp_certificate(self):
+        """The SP's signing certificate (base64 DER) from its metadata."""
+        server = self.server()
+        return server.metadata.certs(self.sp_entity_id, "spsso", "signing")[0][1]
+
+    def send(self, message, binding, destination, relay_state, response):
+        """A signed message in `binding`: (status, headers, body)."""
+        server = self.server(logout=True)
+        if binding == BINDING_HTTP_REDIRECT:
+            info = server.apply_binding(binding, str(message), destination, relay_state,
+                                        response=response, sign=True, sigalg=xmldsig.SIG_RSA_SHA256)
+            return "302 Found", [("Location", dict(info["headers"])["Location"])], ""
+        field = "SAMLResponse" if response else "SAMLRequest"
+        encoded = base64.b64encode(str(message).encode("utf-8")).decode("ascii")
+        body = (
+            "<h1>Signing you out…</h1>"
+            f'<form method="post" action="{html.escape(destination)}">'
+            f'<input type="hidden" name="{field}" value="{encoded}">'
+            f'<input type="hidden" name="RelayState" value="{html.escape(relay_state)}">'
+            "<noscript><button type=\"submit\">Continue</button></noscript></form>"
+            "<script>document.forms[0].submit()</script>"
+        )
+        return "200 OK", [], PAGE.format(title="Signing out", body=body)
+
+    def single_logout(self, binding, fields):
+        """A message at the IdP's SLO endpoint: the SP's LogoutRequest is
+        verified (its signature, against the SP metadata's certificate) and
+        answered; the SP's LogoutResponse to ours is verified and shown."""
+        server = self.server(logout=True)
+        relay_state = fields.get("RelayState", "")
+        if "SAMLRequest" in fields:
+            signature = {}
+            if binding == BINDING_HTTP_REDIRECT:
+                signature = {"relay_state": fields.get("RelayState"), "sigalg": fields.get("SigAlg"),
+                             "signature": fields.get("Signature")}
+            request = server.parse_logout_request(fields["SAMLRequest"], binding, **signature)
+            if request is None:
+                raise ValueError("the LogoutRequest does not verify")
+            response = server.create_logout_response(
+                request.message, bindings=[binding], sign=binding == BINDING_HTTP_POST,
+                sign_alg=xmldsig.SIG_RSA_SHA256, digest_alg=xmldsig.DIGEST_SHA256)
+            destination = server.response_args(request.message, [binding])["destination"]
+            print(f"idp: logged out {request.message.name_id.text} at the SP's request", flush=True)
+            return self.send(response, binding, destination, relay_state, True)
+        if "SAMLResponse" not in fields:
+            raise ValueError("no SAMLRequest or SAMLResponse")
+        if binding == BINDING_HTTP_REDIRECT:
+            from saml2.sigver import verify_redirect_signature
+
+            if not verify_redirect_signature(fields, server.sec.sec_backend, cert=self.sp_certificate()):
+                raise ValueError("the LogoutResponse's signature does not verify")
+        response = server.parse_logout_request_response(fields["SAMLResponse"], binding)
+        if response is None:
+            raise ValueError("the LogoutResponse does not verify")
+        status = response.response.status.status_code.value.rpartition(":")[2]
+        body = (f'<h1>Signed out</h1><p id="slo-status">{html.escape(status)}</p>'
+                f"<p>You are signed out of {html.escape(self.name)} and its applications.</p>")
+        return "200 OK", [], PAGE.format(title="Signed out", body=body)
+
+    def account_page(self, username):
+        if username not in self.users():
+            return "404 Not Found", [], PAGE.format(title="Not found", body="<p>No such user.</p>")
+        body = (
+            f"<h1>{html.escape(self.name)}: {html.escape(username)}</h1>"
+            '<form method="post" action="/slo/initiate">'
+            f'<input type="hidden" name="user" value="{html.escape(username)}">'
+            '<button type="submit" id="logout-everywhere">Sign out of all applications</button></form>'
+        )
+        return "200 OK", [], PAGE.format(title="Account", body=body)
+
+    def initiate_logout(self, username):
+        """IdP-initiated logout: a LogoutRequest for the user's NameID, in
+        the first SLO binding the SP offers that this IdP has too."""
+        server = self.server(logout=True)
+        user = self.users()[username]
+        for binding in self.slo_bindings:
+            endpoints = server.metadata.single_logout_service(self.sp_entity_id, binding, "spsso")
+            if endpoints:
+                destination = endpoints[0]["location"]
+                break
+        else:
+            raise ValueError("the SP has no Single Logout endpoint this IdP can use")
+        _, request = server.create_logout_request(
+            destination, self.sp_entity_id,
+            name_id=NameID(format=NAMEID_FORMAT_PERSISTENT, text=user["name_id"]),
+            sign=binding == BINDING_HTTP_POST, sign_alg=xmldsig.SIG_RSA_SHA256,
+            digest_alg=xmldsig.DIGEST_SHA256)
+        return self.send(request, binding, destination, "", False)
+
     # -- WSGI ----------------------------------------------------------------
 
     def __call__(self, environ, start_response):
@@ -172,7 +284,28 @@ class IdP:
             start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(data)))])
             return [data]
 
+        def form():
+            size = int(environ.get("CONTENT_LENGTH") or 0)
+            return {k: v[0] for k, v in parse_qs(environ["wsgi.input"].read(size).decode("utf-8")).items()}
+
+        def sent(status_headers_body):
+            status, headers, body = status_headers_body
+            data = body.encode("utf-8")
+            if not any(h == "Location" for h, _ in headers):
+                headers = headers + [("Content-Type", "text/html; charset=utf-8")]
+            start_response(status, headers + [("Content-Length", str(len(data)))])
+            return [data]
+
         try:
+            if path == "/slo/redirect" and method == "GET" and BINDING_HTTP_REDIRECT in self.slo_bindings:
+                query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True).items()}
+                return sent(self.single_logout(BINDING_HTTP_REDIRECT, query))
+            if path == "/slo/post" and method == "POST":
+                return sent(self.single_logout(BINDING_HTTP_POST, form()))
+            if path == "/account" and method == "GET":
+                return sent(self.account_page(parse_qs(environ.get("QUERY_STRING", "")).get("user", [""])[0]))
+            if path == "/slo/initiate" and method == "POST":
+                return sent(self.initiate_logout(form().get("user", "")))
             if method == "GET" and path == "/metadata":
                 return reply("200 OK", self.metadata(), "application/samlmetadata+xml")
             if path == self.sso_path and method == ("POST" if self.sso_path == "/sso/post" else "GET"):
