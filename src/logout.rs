@@ -232,6 +232,18 @@ fn run(
         .and_then(|pems| SpKey::from_pems(&pems).ok());
     let message = logout::read(&verified.tree, sp_key.as_ref())?;
     seen.subject = message.name_id.clone();
+    // The IdP was chosen by the Issuer as read before verification; the
+    // signed bytes must say the same.
+    if message.issuer != received.claimed_issuer {
+        return Err(reject(
+            Reason::UnknownIssuer,
+            format!(
+                "the signed Issuer {:?} is not the Issuer {:?} the message was read with",
+                message.issuer, received.claimed_issuer
+            ),
+        )
+        .into());
+    }
     let config = endpoints(idp.id)?;
     check_destination(&message, &config)?;
     let valid_until = check_times(&message, idp.policy.clock_skew, config.ttl, now)?;

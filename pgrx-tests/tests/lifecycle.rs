@@ -206,11 +206,21 @@ fn purge_removes_dead_replay_rows_old_sessions_and_old_audit_rows() {
     );
     c.batch_execute("UPDATE saml_jit.audit_log SET occurred_at = now() - interval '2 years'")
         .unwrap();
+    // A LogoutRequest this SP sent, as saml_jit_logout_request records it.
+    c.batch_execute(
+        "INSERT INTO saml_jit.logout_request (request_id, idp_id, expires_at)
+         SELECT '_lr1', id, now() + interval '10 minutes' FROM saml_jit.identity_provider",
+    )
+    .unwrap();
     // Nothing is purged while the assertion could still be replayed, and the
     // audit log is kept forever by default.
     assert_eq!(
         one::<String>(&mut c, "SELECT (saml_jit_purge())::text"),
         "(0,0,0)"
+    );
+    assert_eq!(
+        one::<i64>(&mut c, "SELECT count(*) FROM saml_jit.logout_request"),
+        1
     );
     c.batch_execute("SET saml_jit.now_override = '2100-01-01T00:00:00Z'; SET saml_jit.audit_retention = '400 days'").unwrap();
     let purged: String = one(&mut c, "SELECT (saml_jit_purge())::text");
@@ -222,6 +232,11 @@ fn purge_removes_dead_replay_rows_old_sessions_and_old_audit_rows() {
     assert_eq!(
         one::<i64>(&mut c, "SELECT count(*) FROM saml_jit.session"),
         1
+    );
+    assert_eq!(
+        one::<i64>(&mut c, "SELECT count(*) FROM saml_jit.logout_request"),
+        0,
+        "a logout request nobody can answer any more"
     );
 }
 

@@ -77,9 +77,12 @@ fn log_in(c: &mut Client, user: &str) -> (String, String) {
 }
 
 fn active(c: &mut Client, session: &str) -> bool {
-    c.query_one("SELECT saml_jit_session_active($1::text::uuid)", &[&session])
-        .unwrap()
-        .get(0)
+    c.query_one(
+        "SELECT saml_jit_session_active($1::text::uuid)",
+        &[&session],
+    )
+    .unwrap()
+    .get(0)
 }
 
 #[derive(Debug)]

@@ -432,6 +432,8 @@ fn verify_enveloped(
 #[derive(Debug, Default)]
 pub struct Message {
     pub id: String,
+    /// The Issuer inside the signed bytes.
+    pub issuer: String,
     pub issue_instant: String,
     pub destination: Option<String>,
     pub in_response_to: Option<String>,
@@ -463,6 +465,10 @@ pub fn read(tree: &Element, sp_key: Option<&SpKey>) -> Result<Message, Reject> {
     }
     let mut m = Message {
         id: required(tree, "ID")?.to_string(),
+        issuer: tree
+            .child(NS_ASSERTION, "Issuer")
+            .map(|i| xml_trim(&i.text).to_string())
+            .unwrap_or_default(),
         issue_instant: required(tree, "IssueInstant")?.to_string(),
         destination: tree.attr("Destination").map(str::to_string),
         in_response_to: tree.attr("InResponseTo").map(str::to_string),
@@ -658,6 +664,7 @@ mod tests {
         assert_eq!(d.sig_alg.as_deref(), Some("http://a"));
         let m = read(&Element::parse(&r.xml).unwrap(), None).unwrap();
         assert_eq!(m.name_id.as_deref(), Some("ada"));
+        assert_eq!(m.issuer, "https://idp/");
         assert_eq!(m.session_indexes, ["s1", "s2"]);
         assert_eq!(m.destination.as_deref(), Some("https://sp/slo"));
     }
