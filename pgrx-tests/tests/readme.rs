@@ -52,6 +52,21 @@ fn acme_response() -> String {
     mint_one(s)
 }
 
+/// The Single Logout section's IdP-initiated LogoutRequest: Acme's IdP
+/// (pysaml2) signs u-10815 out, by HTTP-Redirect to the README's SLO URL;
+/// the raw query string as the SLO endpoint receives it.
+fn acme_logout_query() -> String {
+    let mut s = spec("u-10815");
+    s["idp"] = json!(README_IDP);
+    s["sp"] = json!(README_SP);
+    s["acs"] = json!(README_ACS);
+    s["op"] = json!("logout_request");
+    s["slo"] = json!("https://app.example.com/saml/slo");
+    s["relay_state"] = json!("/");
+    let url = pysaml2(s)["url"].as_str().unwrap().to_string();
+    url.split_once('?').unwrap().1.to_string()
+}
+
 fn psql(database: &str, vars: &[(&str, String)], script: &str) -> Result<String, String> {
     let mut cmd = Command::new("psql");
     cmd.arg("-X")
@@ -111,6 +126,8 @@ fn every_sql_block_of_the_readme_runs() {
         ("next_sp_cert", read_fixture("other-idp.crt")),
         ("saml_response", acme_response()),
         ("next_saml_response", acme_response()),
+        ("logout_saml_response", acme_response()),
+        ("slo_query_string", acme_logout_query()),
         ("idp_metadata", read_fixture("metadata/okta.xml")),
         ("aggregate", read_fixture("metadata/shibboleth.xml")),
     ];
@@ -175,7 +192,32 @@ fn every_sql_block_of_the_readme_runs() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(logouts, 1, "the sessions block ended one session");
+    assert_eq!(
+        logouts, 3,
+        "the sessions block ended one session; Single Logout: the IdP's request and ours"
+    );
+    let slo: Vec<String> = app
+        .query(
+            "SELECT detail ->> 'kind' FROM saml_jit.audit_log WHERE event = 'logout' ORDER BY id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.get(0))
+        .collect();
+    assert_eq!(slo, ["logout_request", "sp_logout_request"]);
+    let outstanding: i64 = app
+        .query_one(
+            "SELECT count(*) FROM saml_jit.logout_request l JOIN saml_jit.session s ON s.id = l.session_id
+              WHERE l.answered_at IS NULL AND s.ended_by = 'sp_logout'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        outstanding, 1,
+        "the SP-initiated logout awaits the IdP's answer"
+    );
     let keys: Vec<String> = app
         .query("SELECT state FROM saml_jit.sp_key ORDER BY state", &[])
         .unwrap()
