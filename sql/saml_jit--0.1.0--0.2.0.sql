@@ -563,6 +563,11 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 $$;
 REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_metadata_refresh_due(boolean, text[]) FROM PUBLIC;
 
+-- Performance round 2: the audit log's time index is BRIN (append-only
+-- rows in time order; no B-tree insertion per audit row).
+DROP INDEX saml_jit.audit_log_occurred_at_idx;
+CREATE INDEX audit_log_occurred_at_idx ON saml_jit.audit_log USING brin (occurred_at);
+
 -- Single Logout (sql/schema.sql, src/logout.rs): the SP's SLO endpoint, the
 -- IdPs' SingleLogoutService endpoints, the LogoutRequests this SP sent.
 ALTER TABLE saml_jit.service_provider

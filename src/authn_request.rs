@@ -7,7 +7,7 @@
 
 use pgrx::prelude::*;
 
-use crate::outgoing::{encode, new_message_id, Binding, Encoded, SigningKey};
+use crate::outgoing::{encode, new_message_id, Binding, SigningKey};
 use crate::pg::{raise, timestamptz};
 use crate::saml::request::{authn_request_xml, AuthnRequest};
 
@@ -169,7 +169,7 @@ fn saml_jit_authn_request(
             None,
         )
     });
-    let row = match encode(
+    let row = encode(
         binding,
         &sso_url,
         "SAMLRequest",
@@ -179,10 +179,7 @@ fn saml_jit_authn_request(
         key,
     )
     .unwrap_or_else(|e| internal(e))
-    {
-        Encoded::Redirect(url) => (Some(url), None, None),
-        Encoded::Post { url, value } => (None, Some(url), Some(value)),
-    };
+    .columns();
     let expires = now + chrono::Duration::microseconds(t.ttl_micros);
     Spi::run_with_args(
         "INSERT INTO saml_jit.authn_request (request_id, idp_id, relay_state, expires_at) VALUES ($1, $2, $3, $4)",

@@ -19,6 +19,7 @@ use crate::pg::{raise, timestamptz};
 use crate::provision::rejections::{self, Rejection};
 use crate::provision::store::{self, AuditEntry};
 use crate::saml::decrypt::SpKey;
+use crate::saml::dom::NS_ASSERTION;
 use crate::saml::logout::{
     self, logout_request_xml, logout_response_xml, Header, Kind, Message, Received,
 };
@@ -153,11 +154,8 @@ fn saml_jit_logout(
     let mut seen = Seen::default();
     match run(message, query_string, &mut seen) {
         Ok(o) => {
-            let (reply_url, post_url, post_value) = match o.reply {
-                Some(Encoded::Redirect(url)) => (Some(url), None, None),
-                Some(Encoded::Post { url, value }) => (None, Some(url), Some(value)),
-                None => (None, None, None),
-            };
+            let (reply_url, post_url, post_value) =
+                o.reply.map(Encoded::columns).unwrap_or_default();
             TableIterator::once((
                 o.kind.to_string(),
                 o.user_id,
@@ -227,10 +225,19 @@ fn run(
         idp.policy.allow_sha1,
     )?;
     pg_sys::check_for_interrupts!();
-    let sp_key = Some(store::sp_private_keys(idp.sp_id)?)
-        .filter(|pems| !pems.is_empty())
-        .and_then(|pems| SpKey::from_pems(&pems).ok());
-    let message = logout::read(&verified.tree, sp_key.as_ref())?;
+    // The SP key is read only for a NameID encrypted to it.
+    let sp_key = if verified.tree.child(NS_ASSERTION, "EncryptedID").is_some() {
+        Some(store::sp_private_keys(idp.sp_id)?)
+            .filter(|pems| !pems.is_empty())
+            .and_then(|pems| SpKey::from_pems(&pems).ok())
+    } else {
+        None
+    };
+    let message = logout::read(
+        &verified.tree,
+        sp_key.as_ref(),
+        &received.encrypted_id_namespaces(),
+    )?;
     seen.subject = message.name_id.clone();
     // The IdP was chosen by the Issuer as read before verification; the
     // signed bytes must say the same.
@@ -698,9 +705,6 @@ fn saml_jit_logout_request(
         }),
     }])
     .unwrap_or_else(|e| internal(e.to_string()));
-    let row = match encoded {
-        Encoded::Redirect(url) => (Some(url), None, None),
-        Encoded::Post { url, value } => (None, Some(url), Some(value)),
-    };
+    let row = encoded.columns();
     TableIterator::once((request_id, row.0, row.1, row.2))
 }

@@ -33,6 +33,17 @@ pub enum Encoded {
     Post { url: String, value: String },
 }
 
+impl Encoded {
+    /// The columns the SQL functions return: the URL to redirect to, or the
+    /// form's URL and its value.
+    pub fn columns(self) -> (Option<String>, Option<String>, Option<String>) {
+        match self {
+            Encoded::Redirect(url) => (Some(url), None, None),
+            Encoded::Post { url, value } => (None, Some(url), Some(value)),
+        }
+    }
+}
+
 /// The SP's current key pair (PEM), for signing.
 pub struct SigningKey<'a> {
     pub private_key: &'a str,

@@ -54,6 +54,21 @@ PAGE = """<!doctype html>
 </style></head><body><main>{body}</main></body></html>"""
 
 
+def auto_post(title, destination, field, message, relay_state):
+    """The HTTP-POST binding: a page whose form posts the message (base64)
+    and RelayState to `destination` by itself."""
+    encoded = base64.b64encode(str(message).encode("utf-8")).decode("ascii")
+    body = (
+        f"<h1>{html.escape(title)}…</h1>"
+        f'<form method="post" action="{html.escape(destination)}">'
+        f'<input type="hidden" name="{field}" value="{encoded}">'
+        f'<input type="hidden" name="RelayState" value="{html.escape(relay_state)}">'
+        "<noscript><button type=\"submit\">Continue</button></noscript></form>"
+        "<script>document.forms[0].submit()</script>"
+    )
+    return PAGE.format(title=title, body=body)
+
+
 class IdP:
     def __init__(self, name, base_url, key, cert, users_file, sp_metadata_url, post_only=False):
         self.name = name
@@ -172,16 +187,7 @@ class IdP:
             sign_alg=xmldsig.SIG_RSA_SHA256,
             digest_alg=xmldsig.DIGEST_SHA256,
         )
-        encoded = base64.b64encode(str(response).encode("utf-8")).decode("ascii")
-        body = (
-            "<h1>Signing you in…</h1>"
-            f'<form method="post" action="{html.escape(args["destination"])}">'
-            f'<input type="hidden" name="SAMLResponse" value="{encoded}">'
-            f'<input type="hidden" name="RelayState" value="{html.escape(relay_state)}">'
-            "<noscript><button type=\"submit\">Continue</button></noscript></form>"
-            "<script>document.forms[0].submit()</script>"
-        )
-        return PAGE.format(title="Signing in", body=body)
+        return auto_post("Signing you in", args["destination"], "SAMLResponse", response, relay_state)
 
     # -- Single Logout -------------------------------------------------------
 
@@ -198,16 +204,7 @@ class IdP:
                                         response=response, sign=True, sigalg=xmldsig.SIG_RSA_SHA256)
             return "302 Found", [("Location", dict(info["headers"])["Location"])], ""
         field = "SAMLResponse" if response else "SAMLRequest"
-        encoded = base64.b64encode(str(message).encode("utf-8")).decode("ascii")
-        body = (
-            "<h1>Signing you out…</h1>"
-            f'<form method="post" action="{html.escape(destination)}">'
-            f'<input type="hidden" name="{field}" value="{encoded}">'
-            f'<input type="hidden" name="RelayState" value="{html.escape(relay_state)}">'
-            "<noscript><button type=\"submit\">Continue</button></noscript></form>"
-            "<script>document.forms[0].submit()</script>"
-        )
-        return "200 OK", [], PAGE.format(title="Signing out", body=body)
+        return "200 OK", [], auto_post("Signing you out", destination, field, message, relay_state)
 
     def single_logout(self, binding, fields):
         """A message at the IdP's SLO endpoint: the SP's LogoutRequest is

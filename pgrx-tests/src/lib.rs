@@ -287,6 +287,14 @@ pub fn resign(xml: &str) -> String {
             "--id-attr:ID",
             "urn:oasis:names:tc:SAML:2.0:protocol:Response",
         ])
+        .args([
+            "--id-attr:ID",
+            "urn:oasis:names:tc:SAML:2.0:protocol:LogoutRequest",
+        ])
+        .args([
+            "--id-attr:ID",
+            "urn:oasis:names:tc:SAML:2.0:protocol:LogoutResponse",
+        ])
         .arg("--output")
         .arg(&output)
         .arg(&input)

@@ -555,6 +555,34 @@ fn a_logout_response_must_answer_an_outstanding_request_of_ours() {
         .unwrap()
         .get(0);
     assert_eq!(status, None, "a refused answer changes nothing");
+
+    // A signed LogoutResponse that answers nothing (no InResponseTo).
+    let (session, _) = log_in(&mut c, "ada");
+    c.execute(
+        "UPDATE saml_jit.identity_provider SET slo_url_redirect = NULL",
+        &[],
+    )
+    .unwrap();
+    let value: String = c
+        .query_one(
+            "SELECT saml_request FROM saml_jit_logout_request($1::text::uuid)",
+            &[&session],
+        )
+        .unwrap()
+        .get(0);
+    let answer = pysaml2(idp_spec(
+        &mut c,
+        json!({"op": "answer_logout", "value": value}),
+    ));
+    let xml = to_xml(answer["value"].as_str().unwrap());
+    let start = xml.find(" InResponseTo=\"").unwrap();
+    let end = xml[start + 15..].find('"').unwrap() + start + 16;
+    let unanswering = resign(&format!("{}{}", &xml[..start], &xml[end..]));
+    assert!(!to_xml(&unanswering).contains("InResponseTo"));
+    assert_refused(logout(&mut c, Some(&unanswering), None), "unsolicited");
+    // The genuine answer is still accepted.
+    let l = logout(&mut c, answer["value"].as_str(), None).expect("the genuine answer");
+    assert_eq!(l.status, "Success");
 }
 
 #[test]
@@ -594,6 +622,70 @@ fn sp_initiated_logout_explains_what_it_needs() {
     let no_key = err(&mut c, &session);
     assert_eq!(no_key.0, "55000");
     assert!(no_key.1.contains("must be signed"), "{no_key:?}");
+}
+
+#[test]
+fn an_encrypted_name_id_is_decrypted_with_the_sp_key() {
+    let mut c = setup("it_slo_encrypted_id");
+    let (session, _) = log_in(&mut c, "ada");
+    let request = pysaml2(idp_spec(
+        &mut c,
+        json!({"op": "logout_request", "binding": "post"}),
+    ));
+    let xml = to_xml(request["value"].as_str().unwrap());
+    // The NameID wrapped in an EncryptedID and encrypted for the SP
+    // certificate by the xmlsec1 tool, then the request signed again.
+    let start = xml
+        .find("NameID")
+        .map(|i| xml[..i].rfind('<').unwrap())
+        .unwrap();
+    let close = xml[start..].find("NameID>").unwrap() + start + "NameID>".len();
+    let name_id = &xml[start..close];
+    let prefix = &name_id[1..name_id.find("NameID").unwrap()];
+    let wrapped = xml.replace(
+        name_id,
+        &format!("<{prefix}EncryptedID>{name_id}</{prefix}EncryptedID>"),
+    );
+    let dir = std::env::temp_dir().join(format!("saml_jit_slo_enc_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("plain.xml"), &wrapped).unwrap();
+    std::fs::write(
+        dir.join("template.xml"),
+        "<xenc:EncryptedData xmlns:xenc=\"http://www.w3.org/2001/04/xmlenc#\" \
+         Type=\"http://www.w3.org/2001/04/xmlenc#Element\"><xenc:EncryptionMethod \
+         Algorithm=\"http://www.w3.org/2001/04/xmlenc#aes128-cbc\"/><ds:KeyInfo \
+         xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\"><xenc:EncryptedKey><xenc:EncryptionMethod \
+         Algorithm=\"http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p\"/><xenc:CipherData>\
+         <xenc:CipherValue/></xenc:CipherData></xenc:EncryptedKey></ds:KeyInfo><xenc:CipherData>\
+         <xenc:CipherValue/></xenc:CipherData></xenc:EncryptedData>",
+    )
+    .unwrap();
+    let status = std::process::Command::new("xmlsec1")
+        .args(["--encrypt", "--pubkey-cert-pem"])
+        .arg(fixture("sp.crt"))
+        .args(["--session-key", "aes-128", "--xml-data"])
+        .arg(dir.join("plain.xml"))
+        .args([
+            "--node-xpath",
+            "//*[local-name()='EncryptedID']/*[local-name()='NameID']",
+        ])
+        .arg("--output")
+        .arg(dir.join("encrypted.xml"))
+        .arg(dir.join("template.xml"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "xmlsec1 --encrypt");
+    let encrypted = std::fs::read_to_string(dir.join("encrypted.xml")).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!encrypted.contains(">ada<"), "the NameID is encrypted");
+    let signed = resign(&encrypted);
+    let l =
+        logout(&mut c, Some(&signed), None).expect("a signed LogoutRequest with an EncryptedID");
+    assert_eq!(l.ended_sessions, vec![session]);
+    // Without the SP key nothing can be read from it.
+    let again = resign(&encrypted.replace(request["id"].as_str().unwrap(), "_another_id"));
+    c.execute("DELETE FROM saml_jit.sp_key", &[]).unwrap();
+    assert_refused(logout(&mut c, Some(&again), None), "encrypted_unsupported");
 }
 
 /// A query string carrying `xml` deflated, as a hostile sender would make it.

@@ -62,6 +62,16 @@ pub struct Received {
 }
 
 impl Received {
+    /// The namespaces in scope at the root's EncryptedID: its plaintext may
+    /// use their prefixes without declaring them.
+    pub fn encrypted_id_namespaces(&self) -> Vec<(String, String)> {
+        self.doc
+            .root()
+            .and_then(|r| r.child(NS_ASSERTION, "EncryptedID"))
+            .map(|n| n.in_scope_namespaces())
+            .unwrap_or_default()
+    }
+
     pub fn binding(&self) -> &'static str {
         if self.detached.is_some() {
             "redirect"
@@ -455,8 +465,13 @@ fn required<'a>(tree: &'a Element, name: &str) -> Result<&'a str, Reject> {
     })
 }
 
-/// Reads the signed message. An EncryptedID is decrypted with `sp_key`.
-pub fn read(tree: &Element, sp_key: Option<&SpKey>) -> Result<Message, Reject> {
+/// Reads the signed message. An EncryptedID is decrypted with `sp_key`; its
+/// plaintext may use the prefixes `inherited`.
+pub fn read(
+    tree: &Element,
+    sp_key: Option<&SpKey>,
+    inherited: &[(String, String)],
+) -> Result<Message, Reject> {
     if required(tree, "Version")? != "2.0" {
         return Err(reject(
             Reason::Malformed,
@@ -489,7 +504,7 @@ pub fn read(tree: &Element, sp_key: Option<&SpKey>) -> Result<Message, Reject> {
                          install one with saml_jit_set_sp_key",
                     )
                     })?;
-                    decrypted = decrypt_element(e, key, "NameID")?;
+                    decrypted = decrypt_element(e, key, "NameID", inherited)?;
                     &decrypted
                 }
                 _ => return Err(reject(
@@ -662,7 +677,7 @@ mod tests {
             "signed in the binding's order, raw"
         );
         assert_eq!(d.sig_alg.as_deref(), Some("http://a"));
-        let m = read(&Element::parse(&r.xml).unwrap(), None).unwrap();
+        let m = read(&Element::parse(&r.xml).unwrap(), None, &[]).unwrap();
         assert_eq!(m.name_id.as_deref(), Some("ada"));
         assert_eq!(m.issuer, "https://idp/");
         assert_eq!(m.session_indexes, ["s1", "s2"]);
@@ -713,18 +728,22 @@ mod tests {
             <samlp:Status><samlp:StatusCode Value=\"urn:oasis:names:tc:SAML:2.0:status:Responder\">\
             <samlp:StatusCode Value=\"urn:oasis:names:tc:SAML:2.0:status:PartialLogout\"/></samlp:StatusCode>\
             <samlp:StatusMessage> busy </samlp:StatusMessage></samlp:Status></samlp:LogoutResponse>";
-        let m = read(&Element::parse(response.as_bytes()).unwrap(), None).unwrap();
+        let m = read(&Element::parse(response.as_bytes()).unwrap(), None, &[]).unwrap();
         assert_eq!(m.status.as_deref(), Some("Responder/PartialLogout"));
         assert_eq!(m.status_message.as_deref(), Some("busy"));
         assert_eq!(m.in_response_to.as_deref(), Some("_r"));
         let anonymous = REQUEST.replace("<saml:NameID>ada</saml:NameID>", "");
         assert_eq!(
-            code(read(&Element::parse(anonymous.as_bytes()).unwrap(), None)),
+            code(read(
+                &Element::parse(anonymous.as_bytes()).unwrap(),
+                None,
+                &[]
+            )),
             "subject_missing"
         );
         let v1 = REQUEST.replace("Version=\"2.0\"", "Version=\"1.1\"");
         assert_eq!(
-            code(read(&Element::parse(v1.as_bytes()).unwrap(), None)),
+            code(read(&Element::parse(v1.as_bytes()).unwrap(), None, &[])),
             "malformed"
         );
     }
@@ -750,10 +769,10 @@ mod tests {
             .find("<samlp:SessionIndex>s1</samlp:SessionIndex>")
             .unwrap();
         assert!(issuer < name_id && name_id < index);
-        let m = read(&Element::parse(xml.as_bytes()).unwrap(), None).unwrap();
+        let m = read(&Element::parse(xml.as_bytes()).unwrap(), None, &[]).unwrap();
         assert_eq!(m.name_id.as_deref(), Some("a<b"));
         let response = logout_response_xml(&header, "_r1", "Success").unwrap();
-        let m = read(&Element::parse(response.as_bytes()).unwrap(), None).unwrap();
+        let m = read(&Element::parse(response.as_bytes()).unwrap(), None, &[]).unwrap();
         assert_eq!(m.status.as_deref(), Some("Success"));
         assert!(logout_request_xml(&header, "a\u{1}", None, None).is_err());
     }

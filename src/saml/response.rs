@@ -261,26 +261,30 @@ fn decrypt_identifiers(tree: &mut Element, sp_key: Option<&SpKey>) -> Result<(),
                     ),
                 )
             })?;
-            *slot = decrypt_element(slot, key, wanted.1)?;
+            *slot = decrypt_element(slot, key, wanted.1, &[])?;
         }
     }
     Ok(())
 }
 
 /// An EncryptedID or EncryptedAttribute (taken from signed bytes) decrypted
-/// to the `wanted` element it must contain.
+/// to the `wanted` element it must contain. Its plaintext may use the
+/// prefixes `inherited` (in scope where it stood) and the usual SAML ones.
 pub(super) fn decrypt_element(
     slot: &Element,
     key: &SpKey,
     wanted: &str,
+    inherited: &[(String, String)],
 ) -> Result<Element, Reject> {
     let xml = slot.to_xml();
     let doc = Document::parse(xml.as_bytes())?;
     let root = doc.root().expect("parsed");
-    let namespaces: Vec<(String, String)> = SAML_NAMESPACES
-        .iter()
-        .map(|(p, u)| (p.to_string(), u.to_string()))
-        .collect();
+    let mut namespaces = inherited.to_vec();
+    for (prefix, uri) in SAML_NAMESPACES {
+        if !namespaces.iter().any(|(p, _)| p == prefix) {
+            namespaces.push((prefix.to_string(), uri.to_string()));
+        }
+    }
     let (standalone, _) = decrypt::open(&doc, root, key, &namespaces)?;
     let decrypted = Element::parse(&standalone)
         .map_err(|_| decrypt::failed())?
