@@ -38,8 +38,8 @@ ALTER TABLE saml_jit.identity_provider
 
 CREATE TABLE saml_jit.session (
     id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    user_id         uuid NOT NULL REFERENCES saml_jit.users (id) ON DELETE CASCADE,
-    idp_id          bigint NOT NULL REFERENCES saml_jit.identity_provider (id) ON DELETE CASCADE,
+    user_id         uuid NOT NULL,
+    idp_id          bigint NOT NULL,
     session_index   text,
     name_id         text,
     created_at      timestamptz NOT NULL DEFAULT now(),
@@ -567,6 +567,29 @@ REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_metadata_refresh_due(boolean, te
 -- rows in time order; no B-tree insertion per audit row).
 DROP INDEX saml_jit.audit_log_occurred_at_idx;
 CREATE INDEX audit_log_occurred_at_idx ON saml_jit.audit_log USING brin (occurred_at);
+
+-- Performance round 2: the login path's replay and session rows carry no
+-- foreign keys (a referential check and a KEY SHARE lock on the IdP row per
+-- login); triggers delete what the keys cascaded.
+ALTER TABLE saml_jit.consumed_assertion DROP CONSTRAINT consumed_assertion_idp_id_fkey;
+-- What the foreign keys the login path does without would have cascaded:
+-- a deleted IdP's replay rows and sessions, a deleted user's sessions.
+CREATE FUNCTION saml_jit.forget_dependents() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_TABLE_NAME = 'identity_provider' THEN
+        DELETE FROM saml_jit.consumed_assertion c USING gone g WHERE c.idp_id = g.id;
+        DELETE FROM saml_jit.session s USING gone g WHERE s.idp_id = g.id;
+    ELSE
+        DELETE FROM saml_jit.session s USING gone g WHERE s.user_id = g.id;
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER identity_provider_forget_dependents AFTER DELETE ON saml_jit.identity_provider
+    REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION saml_jit.forget_dependents();
+CREATE TRIGGER users_forget_dependents AFTER DELETE ON saml_jit.users
+    REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION saml_jit.forget_dependents();
 
 -- Single Logout (sql/schema.sql, src/logout.rs): the SP's SLO endpoint, the
 -- IdPs' SingleLogoutService endpoints, the LogoutRequests this SP sent.

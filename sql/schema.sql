@@ -278,9 +278,13 @@ EXCEPTION WHEN feature_not_supported OR invalid_parameter_value THEN
 END
 $$;
 
--- Replay guard: one row per consumed assertion, inserted by the login's own transaction.
+-- Replay guard: one row per consumed assertion, inserted by the login's own
+-- transaction. No foreign key: a login would pay a referential check (and a
+-- KEY SHARE lock on the IdP row, a MultiXact under concurrent logins) for an
+-- idp_id it read from that row; deleting an IdP deletes its rows (trigger
+-- saml_jit.forget_dependents below).
 CREATE TABLE saml_jit.consumed_assertion (
-    idp_id          bigint NOT NULL REFERENCES saml_jit.identity_provider (id) ON DELETE CASCADE,
+    idp_id          bigint NOT NULL,
     assertion_id    text NOT NULL,
     consumed_at     timestamptz NOT NULL DEFAULT now(),
     valid_until     timestamptz NOT NULL,
@@ -306,8 +310,10 @@ CREATE INDEX authn_request_expires_at_idx ON saml_jit.authn_request (expires_at)
 -- on (saml_jit_session_active) and what Single Logout ends.
 CREATE TABLE saml_jit.session (
     id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    user_id         uuid NOT NULL REFERENCES saml_jit.users (id) ON DELETE CASCADE,
-    idp_id          bigint NOT NULL REFERENCES saml_jit.identity_provider (id) ON DELETE CASCADE,
+    -- No foreign keys, as for consumed_assertion: deleting a user or an IdP
+    -- deletes its sessions (saml_jit.forget_dependents).
+    user_id         uuid NOT NULL,
+    idp_id          bigint NOT NULL,
     session_index   text,
     name_id         text,
     created_at      timestamptz NOT NULL DEFAULT now(),
@@ -405,3 +411,22 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- What the foreign keys the login path does without would have cascaded:
+-- a deleted IdP's replay rows and sessions, a deleted user's sessions.
+CREATE FUNCTION saml_jit.forget_dependents() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_TABLE_NAME = 'identity_provider' THEN
+        DELETE FROM saml_jit.consumed_assertion c USING gone g WHERE c.idp_id = g.id;
+        DELETE FROM saml_jit.session s USING gone g WHERE s.idp_id = g.id;
+    ELSE
+        DELETE FROM saml_jit.session s USING gone g WHERE s.user_id = g.id;
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER identity_provider_forget_dependents AFTER DELETE ON saml_jit.identity_provider
+    REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION saml_jit.forget_dependents();
+CREATE TRIGGER users_forget_dependents AFTER DELETE ON saml_jit.users
+    REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION saml_jit.forget_dependents();

@@ -323,3 +323,38 @@ fn the_committing_procedure_expires_everything_in_small_transactions() {
         "active"
     );
 }
+
+#[test]
+fn deleting_a_user_or_an_idp_deletes_its_sessions_and_replay_rows() {
+    // The login path's rows carry no foreign keys (performance); triggers
+    // delete what the keys cascaded.
+    let mut c = fresh_database("it_life_forget");
+    trust_demo_idp(&mut c);
+    login(&mut c, &mint_one(spec("gone")), None).unwrap();
+    login(&mut c, &mint_one(spec("stays")), None).unwrap();
+    c.batch_execute("DELETE FROM saml_jit.users WHERE subject = 'gone'")
+        .unwrap();
+    assert_eq!(
+        one::<i64>(
+            &mut c,
+            "SELECT count(*) FROM saml_jit.session s LEFT JOIN saml_jit.users u ON u.id = s.user_id
+              WHERE u.id IS NULL"
+        ),
+        0,
+        "no session of a deleted user"
+    );
+    assert_eq!(
+        one::<i64>(&mut c, "SELECT count(*) FROM saml_jit.session"),
+        1
+    );
+    c.batch_execute("DELETE FROM saml_jit.users; DELETE FROM saml_jit.identity_provider")
+        .unwrap();
+    assert_eq!(
+        one::<String>(
+            &mut c,
+            "SELECT (SELECT count(*) FROM saml_jit.session) || '/' ||
+                    (SELECT count(*) FROM saml_jit.consumed_assertion)"
+        ),
+        "0/0"
+    );
+}
