@@ -414,6 +414,29 @@ fn every_check_of_a_login_refuses_a_logout_message() {
     assert_refused(logout(&mut c, Some(&value), None), "malformed");
     assert_refused(logout(&mut c, Some("b3RoZXI="), Some(&query)), "malformed");
 
+    // A signed POST message without Destination, and one that carries a
+    // second element with the signed root's ID (signature wrapping).
+    let posted = request(&mut c, json!({"binding": "post"}));
+    let xml = to_xml(posted["value"].as_str().unwrap());
+    let at = xml.find(" Destination=\"").unwrap();
+    let end = xml[at + 14..].find('"').unwrap() + at + 15;
+    let undestined = resign(&format!("{}{}", &xml[..at], &xml[end..]));
+    assert_refused(
+        logout(&mut c, Some(&undestined), None),
+        "destination_mismatch",
+    );
+    let id = posted["id"].as_str().unwrap();
+    let close = xml.rfind("</").unwrap();
+    let wrapped = format!(
+        "{}<x:Copy xmlns:x=\"urn:example:wrap\" ID=\"{id}\"/>{}",
+        &xml[..close],
+        &xml[close..]
+    );
+    assert_refused(
+        logout(&mut c, Some(&to_response(&wrapped)), None),
+        "reference_invalid",
+    );
+
     // RSA-SHA1 while the IdP may not use it.
     let sha1 = request(&mut c, json!({"sign_alg": "rsa-sha1"}));
     assert_refused(

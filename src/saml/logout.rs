@@ -722,6 +722,39 @@ mod tests {
     }
 
     #[test]
+    fn refuses_broken_queries_and_unlisted_algorithms() {
+        let value = crate::saml::request::url_encode(&deflate_b64(REQUEST));
+        let broken = format!("SAMLRequest={value}&RelayState=%zz");
+        assert_eq!(code(receive(None, Some(&broken), 100_000)), "malformed");
+        let not_utf8 = format!("SAMLRequest={value}&RelayState=%ff");
+        assert_eq!(code(receive(None, Some(&not_utf8), 100_000)), "malformed");
+        assert_eq!(
+            code(receive(None, Some("RelayState=x"), 100_000)),
+            "malformed"
+        );
+        let ok = |alg: &str, sha1: bool| query_digest(alg, sha1).map(|_| ()).map_err(|r| r.code());
+        assert_eq!(
+            ok("http://www.w3.org/2001/04/xmldsig-more#rsa-sha256", false),
+            Ok(())
+        );
+        assert_eq!(
+            ok("http://www.w3.org/2000/09/xmldsig#rsa-sha1", true),
+            Ok(())
+        );
+        assert_eq!(
+            ok("http://www.w3.org/2000/09/xmldsig#rsa-sha1", false),
+            Err("algorithm_forbidden")
+        );
+        for other in [
+            "http://www.w3.org/2000/09/xmldsig#dsa-sha1",
+            "http://www.w3.org/2001/04/xmldsig-more#hmac-sha256",
+            "",
+        ] {
+            assert_eq!(ok(other, true), Err("algorithm_forbidden"), "{other:?}");
+        }
+    }
+
+    #[test]
     fn reads_statuses_and_needs_a_subject() {
         let response = "<samlp:LogoutResponse xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\" \
             ID=\"_x\" Version=\"2.0\" IssueInstant=\"2026-01-01T00:00:00Z\" InResponseTo=\"_r\">\
@@ -740,6 +773,31 @@ mod tests {
                 &[]
             )),
             "subject_missing"
+        );
+        for missing in [" ID=\"_r1\"", " IssueInstant=\"2026-01-01T00:00:00Z\""] {
+            let without = REQUEST.replace(missing, "");
+            assert_eq!(
+                code(read(
+                    &Element::parse(without.as_bytes()).unwrap(),
+                    None,
+                    &[]
+                )),
+                "malformed",
+                "{missing}"
+            );
+        }
+        let no_status = response.replace(
+            &response[response.find("<samlp:Status>").unwrap()
+                ..response.find("</samlp:LogoutResponse>").unwrap()],
+            "",
+        );
+        assert_eq!(
+            code(read(
+                &Element::parse(no_status.as_bytes()).unwrap(),
+                None,
+                &[]
+            )),
+            "malformed"
         );
         let v1 = REQUEST.replace("Version=\"2.0\"", "Version=\"1.1\"");
         assert_eq!(
