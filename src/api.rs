@@ -2,9 +2,10 @@
 //! with SQLSTATE. No SAML logic here: the login itself is `crate::login`.
 
 use pgrx::prelude::*;
-use pgrx::{Inet, JsonB, Uuid};
+use pgrx::{Inet, Uuid};
 
 use crate::login::{self, LoginError, Request, Seen};
+use crate::pg::jsonb::Jsonb;
 use crate::pg::{raise, timestamptz};
 use crate::provision::rejections::{self, Rejection};
 use crate::saml::Reject;
@@ -28,7 +29,7 @@ fn saml_jit_login(
         name!(email, Option<String>),
         name!(display_name, Option<String>),
         name!(groups, Vec<String>),
-        name!(attributes, JsonB),
+        name!(attributes, Jsonb<'static>),
         name!(action, String),
         name!(session_not_on_or_after, Option<TimestampWithTimeZone>),
         name!(email_verified, bool),
@@ -51,7 +52,7 @@ fn saml_jit_login(
             o.email,
             o.display_name,
             o.groups,
-            JsonB(o.attributes),
+            Jsonb::owned(o.attributes),
             o.action.to_string(),
             o.session_not_on_or_after.map(timestamptz),
             o.email_verified,

@@ -1,5 +1,8 @@
 //! Small PostgreSQL helpers every layer uses: raising an error with a
-//! SQLSTATE, and chrono instants as `timestamptz`.
+//! SQLSTATE, chrono instants as `timestamptz`, and `jsonb` built in binary
+//! form (jsonb.rs).
+
+pub mod jsonb;
 
 use chrono::{DateTime, Utc};
 use pgrx::prelude::*;

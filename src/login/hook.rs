@@ -14,7 +14,9 @@ use std::panic::AssertUnwindSafe;
 
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
-use pgrx::{IntoDatum, JsonB};
+use pgrx::IntoDatum;
+
+use crate::pg::jsonb::Jsonb;
 
 use crate::provision::store;
 use crate::saml::{reject, Reason, Reject};
@@ -36,7 +38,7 @@ pub fn call(hook: pg_sys::Oid, event: serde_json::Value) -> Result<(), HookError
             "the on_login hook cannot be called: {problem}"
         )));
     }
-    let event = JsonB(event)
+    let event = Jsonb::owned(event)
         .into_datum()
         .expect("a jsonb value is never NULL");
     RUNNING.with(|r| r.set(true));

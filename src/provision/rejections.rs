@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
 use pgrx::prelude::*;
-use pgrx::JsonB;
+
+use crate::pg::jsonb::Jsonb;
 
 use crate::gucs;
 
@@ -353,7 +354,7 @@ fn write_batch(batch: &[Slot]) -> bool {
                         s.subject.opt().into(),
                         s.assertion_id.opt().into(),
                         s.client_addr.opt().into(),
-                        JsonB(detail).into(),
+                        Jsonb::owned(detail).into(),
                     ],
                 )
                 .expect("insert a rejection into saml_jit.audit_log");

@@ -15,6 +15,7 @@ use pgrx::{JsonB, Uuid};
 use super::expiry::{Expiry, ExpiryPolicy};
 use super::mapping::{MappingRule, UserRecord};
 use super::plans;
+use crate::pg::jsonb::Jsonb;
 use crate::pg::timestamptz;
 use crate::saml::text::xml_trim;
 use crate::saml::validate::{Accepted, Policy};
@@ -379,12 +380,12 @@ pub fn upsert_user(
         .iter()
         .filter_map(|t| t.strip_prefix("attributes.").map(str::to_string))
         .collect();
-    let audit_args = || -> [DatumWithOid<'static>; 9] {
+    let audit_args = || -> [DatumWithOid<'_>; 9] {
         [
-            audit.assertion_id.to_string().into(),
-            audit.client_addr.clone().into(),
-            JsonB(audit.login_detail.clone()).into(),
-            JsonB(audit.sources.clone()).into(),
+            audit.assertion_id.into(),
+            audit.client_addr.as_deref().into(),
+            Jsonb::borrowed(&audit.login_detail).into(),
+            Jsonb::borrowed(&audit.sources).into(),
             timestamptz(audit.valid_until).into(),
             audit.session.id.into(),
             audit.session.session_index.clone().into(),
@@ -407,7 +408,7 @@ pub fn upsert_user(
                 user.organization.clone().into(),
                 user.employee_number.clone().into(),
                 user.groups.clone().into(),
-                JsonB(user.attributes.clone()).into(),
+                Jsonb::borrowed(&user.attributes).into(),
                 idp.jit_update.into(),
                 may("email").into(),
                 may("first_name").into(),
@@ -561,7 +562,7 @@ pub fn audit(entries: Vec<AuditEntry<'_>>) -> SpiResult<()> {
         subject.push(e.subject.map(str::to_string));
         assertion.push(e.assertion_id.map(str::to_string));
         addr.push(e.client_addr);
-        detail.push(Some(JsonB(e.detail)));
+        detail.push(Some(Jsonb::owned(e.detail)));
     }
     Spi::connect_mut(|client| {
         plans::update(
