@@ -37,6 +37,17 @@ fn seed_scenario_new_employee_of_company_a() {
     let first = mint_one(employee("ada", "Analyst"));
     let login1 = login(&mut c, &first, None).expect("first login");
     assert_eq!(login1.action, "created");
+    // The creation's audit row carries the whole new row but its attributes
+    // (the statement lists the columns: a column added to users must appear).
+    assert!(
+        one::<bool>(
+            &mut c,
+            "SELECT a.detail -> 'user' = to_jsonb(u) - 'attributes'
+               FROM saml_jit.audit_log a JOIN saml_jit.users u ON u.id = a.user_id
+              WHERE a.event = 'created'"
+        ),
+        "the 'created' row image"
+    );
     let row = c
         .query_one(
             "SELECT email, first_name, last_name, display_name, title, organization, employee_number,
@@ -306,12 +317,33 @@ fn updated_at_moves_only_when_a_value_changes() {
 fn without_jit_create_an_existing_user_is_audited_and_replay_guarded() {
     let mut c = fresh_database("it_no_create_audit");
     trust_demo_idp(&mut c);
-    let [first, second] = <[String; 2]>::try_from(mint(&[spec("kept"), spec("kept")])).unwrap();
+    let [first, second, third] =
+        <[String; 3]>::try_from(mint(&[spec("kept"), spec("kept"), spec("kept")])).unwrap();
     login(&mut c, &first, None).unwrap();
     c.batch_execute("UPDATE saml_jit.identity_provider SET jit_create = false")
         .unwrap();
     let l = login(&mut c, &second, None).expect("an existing user still logs in");
     assert_eq!(l.action, "updated");
+    assert_eq!(
+        one::<i64>(
+            &mut c,
+            "SELECT count(*) FROM saml_jit.audit_log WHERE event IN ('updated', 'reactivated')"
+        ),
+        0,
+        "nothing of the user changed"
+    );
+    // An expired user logging in again is reactivated, and the audit says so.
+    c.batch_execute("UPDATE saml_jit.users SET status = 'expired' WHERE subject = 'kept'")
+        .unwrap();
+    login(&mut c, &third, None).expect("an expired user logs in again");
+    let detail = json_of(
+        &mut c,
+        "SELECT detail::text FROM saml_jit.audit_log WHERE event = 'reactivated'",
+    );
+    assert_eq!(
+        (&detail["from"], &detail["to"]),
+        (&json!("expired"), &json!("active"))
+    );
     let (rows, distinct): (i64, i64) = c
         .query_one(
             "SELECT count(*), count(DISTINCT assertion_id) FROM saml_jit.audit_log WHERE event = 'login'",
@@ -319,6 +351,6 @@ fn without_jit_create_an_existing_user_is_audited_and_replay_guarded() {
         )
         .map(|r| (r.get(0), r.get(1)))
         .unwrap();
-    assert_eq!((rows, distinct), (2, 2), "one login row per assertion");
+    assert_eq!((rows, distinct), (3, 3), "one login row per assertion");
     assert_rejected(login(&mut c, &second, None), "replay");
 }
