@@ -3,16 +3,20 @@
 //! Namespaces are resolved, so `saml:Issuer` and `foo:Issuer` bound to the
 //! same URI are the same element and a look-alike in another namespace is not.
 
+use std::borrow::Cow;
+
 use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
 use quick_xml::NsReader;
 
-use super::dom::Node;
+use super::dom::{Node, NS_ASSERTION, NS_DSIG, NS_PROTOCOL};
 use super::{reject, Reason, Reject};
 
 #[derive(Debug, Clone, Default)]
 pub struct Element {
-    pub ns: String,
+    /// The namespace URI: borrowed for the namespaces SAML documents are
+    /// made of (one allocation less per element), owned for any other.
+    pub ns: Cow<'static, str>,
     pub name: String,
     /// Attributes without a namespace prefix (SAML's own attributes).
     pub attrs: Vec<(String, String)>,
@@ -74,12 +78,10 @@ impl Element {
                 Event::Start(ref e) | Event::Empty(ref e) => {
                     let mut el = Element {
                         ns: match ns {
-                            ResolveResult::Bound(n) => {
-                                String::from_utf8_lossy(n.as_ref()).into_owned()
-                            }
-                            _ => String::new(),
+                            ResolveResult::Bound(n) => namespace(n.as_ref()),
+                            _ => Cow::Borrowed(""),
                         },
-                        name: String::from_utf8_lossy(e.local_name().as_ref()).into_owned(),
+                        name: text(e.local_name().as_ref()),
                         ..Element::default()
                     };
                     for a in e.attributes() {
@@ -88,10 +90,7 @@ impl Element {
                             continue;
                         }
                         let value = a.unescape_value().map_err(|e| bad(e.to_string()))?;
-                        el.attrs.push((
-                            String::from_utf8_lossy(a.key.as_ref()).into_owned(),
-                            value.into_owned(),
-                        ));
+                        el.attrs.push((text(a.key.as_ref()), value.into_owned()));
                     }
                     if matches!(event, Event::Empty(_)) {
                         attach(&mut stack, el);
@@ -148,7 +147,7 @@ impl Element {
         } else if let Some(i) = bound.iter().position(|n| n == &self.ns) {
             (format!("n{i}:{}", self.name), None)
         } else {
-            bound.push(self.ns.clone());
+            bound.push(self.ns.to_string());
             let i = bound.len() - 1;
             (
                 format!("n{i}:{}", self.name),
@@ -177,7 +176,7 @@ impl Element {
     /// Copies a DOM subtree, leaving out the children `skip` selects.
     pub fn from_dom(node: Node, skip: &dyn Fn(&Node) -> bool) -> Element {
         let mut el = Element {
-            ns: node.namespace().unwrap_or_default(),
+            ns: Cow::Owned(node.namespace().unwrap_or_default()),
             name: node.local_name(),
             attrs: node.plain_attributes(),
             text: node.own_text(),
@@ -189,6 +188,32 @@ impl Element {
             }
         }
         el
+    }
+}
+
+/// The namespaces of SAML responses, so that most elements borrow theirs.
+const KNOWN_NAMESPACES: [&str; 5] = [
+    NS_ASSERTION,
+    NS_PROTOCOL,
+    NS_DSIG,
+    "http://www.w3.org/2001/04/xmlenc#",
+    "http://www.w3.org/2001/XMLSchema-instance",
+];
+
+fn namespace(uri: &[u8]) -> Cow<'static, str> {
+    KNOWN_NAMESPACES
+        .iter()
+        .find(|known| known.as_bytes() == uri)
+        .map(|known| Cow::Borrowed(*known))
+        .unwrap_or_else(|| Cow::Owned(text(uri)))
+}
+
+/// Bytes quick-xml returns as text (checked UTF-8 first: the lossy
+/// conversion walks every byte in chunks even when nothing is invalid).
+fn text(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
     }
 }
 
