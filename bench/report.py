@@ -10,10 +10,12 @@ med = defaultdict(list)
 for size, scenario, clients, run, system, tps, p50, p99 in rows:
     med[(int(size), scenario, int(clients), system)].append((float(tps), float(p50), float(p99)))
 keys = sorted({k[:3] for k in med})
-systems = sorted({k[3] for k in med}, key=lambda s: {"ours": 0, "floor": 1}.get(s, 2))
+systems = sorted({k[3] for k in med}, key=lambda s: {"ours": 0, "floor": 1, "writes": 2}.get(s, 3))
+extra = ["writes/floor"] if "writes" in systems else []
 print("| response | scenario | clients | " + " | ".join(f"{s} tps (p50/p99 ms)" for s in systems)
-      + " | ours/floor | " + " | ".join(f"ours/{s}" for s in systems if s not in ("ours", "floor")) + " |")
-print("|" + "---|" * (3 + len(systems) + 1 + len([s for s in systems if s not in ("ours", "floor")])))
+      + " | ours/floor | " + " | ".join(f"ours/{s}" for s in systems if s not in ("ours", "floor"))
+      + "".join(f" | {e}" for e in extra) + " |")
+print("|" + "---|" * (3 + len(systems) + 1 + len([s for s in systems if s not in ("ours", "floor")]) + len(extra)))
 for size, scenario, clients in keys:
     cells, tps = [], {}
     for s in systems:
@@ -25,5 +27,7 @@ for size, scenario, clients in keys:
         tps[s] = t
         cells.append(f"{t:,.0f} ({statistics.median(r[1] for r in runs):.2f}/{statistics.median(r[2] for r in runs):.2f})")
     ratio = lambda b: f"{tps['ours'] / tps[b]:.2f}" if "ours" in tps and tps.get(b) else "-"
+    writes_floor = f"{tps['writes'] / tps['floor']:.2f}" if tps.get("writes") and tps.get("floor") else "-"
     print(f"| {size / 1024:.1f} KB | {scenario} | {clients} | " + " | ".join(cells) + f" | {ratio('floor')} | "
-          + " | ".join(ratio(s) for s in systems if s not in ("ours", "floor")) + " |")
+          + " | ".join(ratio(s) for s in systems if s not in ("ours", "floor"))
+          + "".join(f" | {writes_floor}" for _ in extra) + " |")
