@@ -39,6 +39,75 @@ BEGIN
 END
 $$;
 
+-- One step of a large audit purge (the procedure below): deletes the audit
+-- rows older than saml_jit.audit_retention whose id lies in
+-- [from_id, from_id + batch_size), and says where the next step starts
+-- (NULL: done). The first step (from_id NULL) finds the range once: ids
+-- grow with time, so every row to delete lies between the lowest id and the
+-- highest id of an old row. The retention test is applied to every row, so
+-- no argument can make it delete a row younger than the retention.
+CREATE FUNCTION @extschema@.saml_jit_purge_audit_step(from_id bigint, up_to_id bigint, batch_size integer,
+                                                     OUT audit_rows bigint, OUT next_id bigint,
+                                                     OUT last_id bigint)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    retention interval := nullif(current_setting('saml_jit.audit_retention', true), '')::interval;
+    cutoff timestamptz := saml_jit.effective_now() - retention;
+BEGIN
+    audit_rows := 0;
+    IF batch_size IS NULL OR batch_size < 1 THEN
+        RAISE EXCEPTION 'batch_size must be a positive number, not %', batch_size
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF retention IS NULL THEN
+        RETURN;
+    END IF;
+    last_id := up_to_id;
+    IF from_id IS NULL THEN
+        SELECT min(id) INTO from_id FROM saml_jit.audit_log;
+        SELECT max(id) INTO last_id FROM saml_jit.audit_log WHERE occurred_at < cutoff;
+    END IF;
+    IF from_id IS NULL OR last_id IS NULL OR from_id > last_id THEN
+        RETURN;
+    END IF;
+    DELETE FROM saml_jit.audit_log
+     WHERE id >= from_id AND id < from_id + batch_size AND id <= last_id AND occurred_at < cutoff;
+    GET DIAGNOSTICS audit_rows = ROW_COUNT;
+    next_id := CASE WHEN from_id + batch_size <= last_id THEN from_id + batch_size END;
+END
+$$;
+
+-- saml_jit_purge() for a large backlog of audit rows (retention set on a log
+-- of months, or a purge that did not run for weeks): one DELETE of a month
+-- of a busy log is seconds of one transaction and hundreds of megabytes of
+-- WAL at once (BENCHMARKS.md). This deletes the same rows batch_size ids at
+-- a time, committing after each batch and sleeping `pause` between them, so
+-- no transaction stays open long and concurrent logins keep their latency;
+-- then runs saml_jit_purge() for the rest. CALL it (e.g. from pg_cron) as a
+-- role allowed to run saml_jit_purge_audit_step.
+CREATE PROCEDURE @extschema@.saml_jit_purge_committing(batch_size integer DEFAULT 10000,
+                                                      pause interval DEFAULT '0')
+LANGUAGE plpgsql AS $$
+DECLARE
+    step record;
+    from_id bigint;
+    up_to_id bigint;
+BEGIN
+    LOOP
+        SELECT * INTO step FROM @extschema@.saml_jit_purge_audit_step(from_id, up_to_id, batch_size);
+        COMMIT;
+        EXIT WHEN step.next_id IS NULL;
+        from_id := step.next_id;
+        up_to_id := step.last_id;
+        IF pause > interval '0' THEN
+            PERFORM pg_catalog.pg_sleep_for(pause);
+        END IF;
+    END LOOP;
+    PERFORM @extschema@.saml_jit_purge();
+    COMMIT;
+END
+$$;
+
 -- The scheduled function: expires every active user whose expires_at has
 -- passed (one audit row each) and ends their sessions, then purges. Works in batches over the partial
 -- index users_active_expiry_idx; rows that a login holds at that moment are
@@ -178,6 +247,8 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_purge() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_purge_audit_step(bigint, bigint, integer) FROM PUBLIC;
+REVOKE EXECUTE ON PROCEDURE @extschema@.saml_jit_purge_committing(integer, interval) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_deprovision_expired(integer, integer) FROM PUBLIC;
 REVOKE EXECUTE ON PROCEDURE @extschema@.saml_jit_deprovision_expired_committing(integer) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION @extschema@.saml_jit_disable_users(text, text[]) FROM PUBLIC;

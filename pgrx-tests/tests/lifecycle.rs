@@ -240,6 +240,56 @@ fn purge_removes_dead_replay_rows_old_sessions_and_old_audit_rows() {
     );
 }
 
+/// A large backlog of audit rows goes batch by batch, each batch its own
+/// transaction: only rows older than the retention, whatever their ids.
+#[test]
+fn the_committing_purge_deletes_exactly_the_old_audit_rows_in_batches() {
+    let mut c = fresh_database("it_life_purge_committing");
+    trust_demo_idp(&mut c);
+    // ids 1..50 old, 51..55 young, 56..60 old again (a late-committed
+    // row), 61..70 young.
+    c.batch_execute(
+        "INSERT INTO saml_jit.audit_log (id, occurred_at, event, subject)
+         SELECT i, CASE WHEN i <= 50 OR i BETWEEN 56 AND 60 THEN now() - interval '500 days' ELSE now() END,
+                'login', 'u' || i
+           FROM generate_series(1, 70) i",
+    )
+    .unwrap();
+    // No retention: nothing goes.
+    c.batch_execute("CALL saml_jit_purge_committing(batch_size => 7)")
+        .unwrap();
+    assert_eq!(one::<i64>(&mut c, "SELECT count(*) FROM saml_jit.audit_log"), 70);
+    let err = c
+        .batch_execute("CALL saml_jit_purge_committing(batch_size => 0)")
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "22023", "{err}");
+    c.batch_execute("SET saml_jit.audit_retention = '400 days'")
+        .unwrap();
+    let before: i64 = one(&mut c, "SELECT txid_current()");
+    c.batch_execute("CALL saml_jit_purge_committing(batch_size => 7)")
+        .unwrap();
+    let after: i64 = one(&mut c, "SELECT txid_current()");
+    let left: Vec<i64> = c
+        .query("SELECT id FROM saml_jit.audit_log ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(left, (51..=55).chain(61..=70).collect::<Vec<i64>>());
+    assert!(
+        after - before > 60 / 7,
+        "one transaction per batch of 7 ids (transaction ids {before} .. {after})"
+    );
+    // Only roles the administrator allows may purge.
+    c.batch_execute("CREATE ROLE purge_stranger LOGIN").unwrap();
+    c.batch_execute("SET ROLE purge_stranger").unwrap();
+    let err = c
+        .batch_execute("CALL saml_jit_purge_committing()")
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "42501", "{err}");
+    c.batch_execute("RESET ROLE; DROP ROLE purge_stranger").unwrap();
+}
+
 #[test]
 fn a_real_pg_cron_job_expires_the_user() {
     // The cluster of scripts/test preloads pg_cron with cron.database_name = 'postgres'.
