@@ -11,7 +11,10 @@ for path in sys.argv[3:]:
     with open(path) as f:
         for line in f:
             parts = line.split()
-            # client transaction latency_us script epoch_s epoch_us
+            # client transaction latency_us script epoch_s epoch_us (a
+            # line cut short when pgbench was stopped is skipped)
+            if len(parts) < 6:
+                continue
             done = int(parts[4]) + int(parts[5]) / 1e6
             began = done - int(parts[2]) / 1e6
             if began <= end and done >= start:
