@@ -258,7 +258,10 @@ fn the_committing_purge_deletes_exactly_the_old_audit_rows_in_batches() {
     // No retention: nothing goes.
     c.batch_execute("CALL saml_jit_purge_committing(batch_size => 7)")
         .unwrap();
-    assert_eq!(one::<i64>(&mut c, "SELECT count(*) FROM saml_jit.audit_log"), 70);
+    assert_eq!(
+        one::<i64>(&mut c, "SELECT count(*) FROM saml_jit.audit_log"),
+        70
+    );
     let err = c
         .batch_execute("CALL saml_jit_purge_committing(batch_size => 0)")
         .unwrap_err();
@@ -287,7 +290,8 @@ fn the_committing_purge_deletes_exactly_the_old_audit_rows_in_batches() {
         .batch_execute("CALL saml_jit_purge_committing()")
         .unwrap_err();
     assert_eq!(sqlstate(&err), "42501", "{err}");
-    c.batch_execute("RESET ROLE; DROP ROLE purge_stranger").unwrap();
+    c.batch_execute("RESET ROLE; DROP ROLE purge_stranger")
+        .unwrap();
 }
 
 #[test]
