@@ -98,6 +98,10 @@ unsafe fn push(
 }
 
 unsafe fn string(s: &str) -> pg_sys::JsonbValue {
+    // jsonb_in refuses \u0000 (text cannot hold it); so does this builder.
+    if s.contains('\0') {
+        pgrx::error!("saml_jit: a jsonb string cannot contain the character U+0000");
+    }
     let mut v: pg_sys::JsonbValue = std::mem::zeroed();
     v.type_ = jbvType::jbvString;
     v.val.string.len = s.len() as _;
@@ -189,5 +193,12 @@ mod tests {
             .unwrap();
             assert_eq!(same, Some(true), "{value}");
         }
+    }
+
+    #[pg_test(error = "saml_jit: a jsonb string cannot contain the character U+0000")]
+    fn a_nul_character_is_refused_as_jsonb_in_refuses_it() {
+        let value = json!({"key": "a\u{0}b"});
+        Spi::get_one_with_args::<bool>("SELECT $1 IS NOT NULL", &[Jsonb::borrowed(&value).into()])
+            .unwrap();
     }
 }
